@@ -1,0 +1,49 @@
+"""Frozen-encoder features for a whole split, computed in fixed-size sharded batches (one compile)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from ssljax.data import views
+from ssljax.objectives.base import Objective, select_features
+from ssljax.train import parallel
+
+
+def extract_features(objective: Objective, variables: dict, images: np.ndarray,
+                     mesh: jax.sharding.Mesh, which: Sequence[str] = ("pooled",),
+                     batch_size: int = 1024, desc: str = "features") -> dict[str, np.ndarray]:
+  """Returns {name: float32 (N, D)} for each requested representation (see ``select_features``)."""
+  batch_size = max(mesh.size, batch_size // mesh.size * mesh.size)
+
+  @jax.jit
+  def forward(variables, batch):
+    pooled, stages = objective.features(variables, views.to_float(batch))
+    return {name: select_features(pooled, stages, name) for name in which}
+
+  sharding = parallel.batch_sharding(mesh)
+  outputs = {name: [] for name in which}
+  n = len(images)
+  for start in tqdm(range(0, n, batch_size), desc=desc, leave=False,
+                    disable=jax.process_index() != 0):
+    chunk = images[start:start + batch_size]
+    pad = batch_size - len(chunk)
+    if pad:  # keep one shape so the function compiles once
+      chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
+    result = forward(variables, jax.device_put(chunk, sharding))
+    for name, value in result.items():
+      outputs[name].append(np.asarray(value)[:batch_size - pad])
+  return {name: np.concatenate(parts) for name, parts in outputs.items()}
+
+
+def variables_of(state) -> dict:
+  return {"params": state.params, "batch_stats": state.batch_stats}
+
+
+def online_probe_logits(objective: Objective, variables: dict, features: np.ndarray) -> np.ndarray:
+  logits, _ = objective.apply("online_probe", variables["params"], {}, jnp.asarray(features),
+                              train=False)
+  return np.asarray(logits)

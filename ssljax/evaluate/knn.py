@@ -1,0 +1,30 @@
+"""Weighted kNN on cosine similarity (Wu et al. 2018, as in DINO/solo-learn): each of the k nearest
+training features votes for its label with weight exp(similarity / temperature)."""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ssljax.objectives.losses import l2_normalize
+
+
+@functools.partial(jax.jit, static_argnames=("k", "num_classes"))
+def _predict(query, bank, bank_labels, *, k, num_classes, temperature):
+  sims, idx = jax.lax.top_k(query @ bank.T, k)
+  votes = jax.nn.one_hot(bank_labels[idx], num_classes) * jnp.exp(sims / temperature)[..., None]
+  return jnp.argmax(votes.sum(axis=1), axis=-1)
+
+
+def knn_accuracy(train_x, train_y, test_x, test_y, num_classes, k=200, temperature=0.1,
+                 chunk=1024) -> dict:
+  bank = l2_normalize(jnp.asarray(train_x))
+  queries = l2_normalize(jnp.asarray(test_x))
+  k = min(k, len(train_x))
+  preds = [np.asarray(_predict(queries[i:i + chunk], bank, jnp.asarray(train_y), k=k,
+                               num_classes=num_classes, temperature=temperature))
+           for i in range(0, len(test_x), chunk)]
+  top1 = float(np.mean(np.concatenate(preds) == np.asarray(test_y)))
+  return {"top1": top1, "k": k, "temperature": temperature}

@@ -1,0 +1,140 @@
+"""The pretraining loop: build everything from the config, resume, train, log, checkpoint.
+
+Per step the host only gathers the next batch and dispatches the compiled step; metrics are pulled
+from the device every ``log_every`` steps, so there is no host sync on the hot path.
+"""
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from tqdm.auto import tqdm
+
+from ssljax.data.batches import BatchStream
+from ssljax.data.sources import Dataset, load_dataset
+from ssljax.models import build_encoder
+from ssljax.objectives import Objective, build_objective
+from ssljax.tracking import MetricsWriter
+from ssljax.train import parallel
+from ssljax.train.checkpoint import Checkpoints
+from ssljax.train.optim import build_optimizer
+from ssljax.train.state import TrainState, create_state
+from ssljax.train.step import jit_train_step, make_train_step
+
+
+@dataclasses.dataclass
+class Experiment:
+  """Everything built from a config, before any training."""
+  config: ml_collections.ConfigDict
+  dataset: Dataset
+  mesh: jax.sharding.Mesh
+  objective: Objective
+  stream: BatchStream
+  total_steps: int
+  txs: dict
+
+
+def build_experiment(config: ml_collections.ConfigDict, dataset: Dataset | None = None) -> Experiment:
+  dataset = dataset or load_dataset(config.dataset)
+  mesh = parallel.make_mesh(config.devices)
+  parallel.check_batch_divisible(config.batch_size, mesh)
+  dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[config.dtype]
+  encoder_args = dict(config.encoders.get(config.encoder, {}))
+  encoder = build_encoder(config.encoder, {**encoder_args, "dtype": dtype})
+  objective = build_objective(config, encoder, dataset.image_shape, dataset.num_classes)
+  stream = BatchStream(dataset.train_images, dataset.train_labels, config.batch_size, config.seed,
+                       mesh)
+  total_steps = int(config.steps) or max(1, int(round(config.epochs * stream.steps_per_epoch)))
+  txs = {p.name: build_optimizer(p.optimizer, total_steps) for p in objective.players()}
+  return Experiment(config, dataset, mesh, objective, stream, total_steps, txs)
+
+
+def initial_state(exp: Experiment) -> TrainState:
+  sample = jnp.zeros((2, *exp.dataset.image_shape), jnp.float32)
+  init = jax.jit(lambda: create_state(exp.objective, exp.txs, exp.config.seed, sample),
+                 out_shardings=parallel.replicated(exp.mesh))
+  return init()
+
+
+def pretrain(exp: Experiment, workdir: pathlib.Path, writer: MetricsWriter) -> tuple[TrainState, dict]:
+  """Trains to ``exp.total_steps`` (resuming from the latest checkpoint) and returns the final state
+  and the ``pretrain`` section of the report."""
+  config = exp.config
+  checkpoints = Checkpoints(workdir / "checkpoints", keep=config.keep_checkpoints)
+  state = initial_state(exp)
+  start = checkpoints.latest_step() or 0
+  if start:
+    state = checkpoints.restore(state)
+    print(f"Resuming from the checkpoint at step {start} in {checkpoints.directory}")
+  step_fn = jit_train_step(make_train_step(exp.objective.players(), exp.txs),
+                           parallel.replicated(exp.mesh), parallel.batch_sharding(exp.mesh),
+                           parallel.replicated(exp.mesh))
+  timing = _Throughput()
+  last = {}
+  bar = tqdm(range(start, exp.total_steps), initial=start, total=exp.total_steps, desc="pretrain",
+             unit="step", dynamic_ncols=True, disable=jax.process_index() != 0)
+  try:
+    for step in bar:
+      state, metrics = step_fn(state, exp.stream.batch(step))
+      done = step + 1
+      if done % config.log_every == 0 or done == exp.total_steps:
+        last = {k: float(v) for k, v in jax.device_get(metrics).items()}  # the only host sync
+        images_per_s = timing.update(done, config.batch_size)
+        writer.write(done, {**last, "images_per_s": images_per_s,
+                            "epoch": done / exp.stream.steps_per_epoch})
+        bar.set_postfix(loss=f"{last.get('loss', last.get('total_loss', np.nan)):.4f}",
+                        img_s=f"{images_per_s:.0f}")
+      if done % config.checkpoint_every == 0 and done < exp.total_steps:
+        checkpoints.save(state)
+    if checkpoints.latest_step() != exp.total_steps:
+      checkpoints.save(state, force=True)
+  finally:
+    bar.close()
+    checkpoints.close()  # waits for an in-flight asynchronous save, even when a step failed
+  summary = {
+      "steps": exp.total_steps,
+      "epochs": exp.total_steps / exp.stream.steps_per_epoch,
+      "batch_size": config.batch_size,
+      "devices": exp.mesh.size,
+      "resumed_from_step": start,
+      "wall_s": timing.wall_s,
+      "images_per_s": timing.images_per_s,
+      "final_loss": last.get("loss", last.get("total_loss")),
+      "final_metrics": last,
+  }
+  return state, summary
+
+
+class _Throughput:
+  """Images/s between logging points; the run's figure excludes the first interval (compile)."""
+
+  def __init__(self):
+    self.start = time.perf_counter()
+    self.first = None  # (time, step) at the first logged step
+    self.last = None
+    self.batch_size = 0
+
+  def update(self, step: int, batch_size: int) -> float:
+    now = time.perf_counter()
+    self.batch_size = batch_size
+    prev = self.last or (self.start, None)
+    self.last = (now, step)
+    if self.first is None:
+      self.first = (now, step)
+      return float("nan")  # this interval includes compilation
+    return batch_size * (step - prev[1]) / max(now - prev[0], 1e-9)
+
+  @property
+  def wall_s(self) -> float:
+    return time.perf_counter() - self.start
+
+  @property
+  def images_per_s(self) -> float | None:
+    if self.first is None or self.last[1] == self.first[1]:
+      return None
+    return self.batch_size * (self.last[1] - self.first[1]) / (self.last[0] - self.first[0])

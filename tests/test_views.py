@@ -1,0 +1,64 @@
+"""On-device views: shapes, ranges, flip really mirrors, scale really crops, per-example randomness."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ssljax.data import views
+from ssljax.errors import UserError
+
+CONFIG = {"scale": (0.2, 0.6), "ratio": (3 / 4, 4 / 3), "flip_prob": 0.5}
+
+
+def _images(n=16, h=12, w=12, c=1):
+  return jax.random.uniform(jax.random.PRNGKey(0), (n, h, w, c))
+
+
+def test_view_shape_and_range():
+  x = _images(c=3)
+  v = views.make_view(jax.random.PRNGKey(1), x, ("flip", "scale"), CONFIG)
+  assert v.shape == x.shape and v.dtype == jnp.float32
+  assert float(v.min()) >= -1e-6 and float(v.max()) <= 1 + 1e-6
+
+
+def test_flip_only_mirrors_some_and_leaves_others():
+  x = _images()
+  v = views.make_view(jax.random.PRNGKey(2), x, ("flip",), CONFIG)
+  mirrored = np.array([np.allclose(v[i], x[i, :, ::-1]) for i in range(len(x))])
+  same = np.array([np.allclose(v[i], x[i]) for i in range(len(x))])
+  assert np.all(mirrored | same)  # each image is either mirrored or untouched
+  assert mirrored.any() and same.any()  # independent per example
+
+
+def test_scale_crops_a_box_and_resizes_back():
+  image = jnp.arange(64.0).reshape(8, 8, 1)
+  top_left_quarter = views.resize_crop(image, jnp.array([0.0, 0.0, 0.5, 0.5]))
+  assert top_left_quarter.shape == image.shape
+  # Every output pixel comes from the top-left 4x4 block (bilinear sampling may blend in the
+  # neighbouring row/column at the crop's edge, never anything further away).
+  assert float(top_left_quarter.max()) <= float(image[:5, :5].max()) + 1e-5
+  assert float(top_left_quarter.max()) < float(image.max()) / 2
+  full = views.resize_crop(image, jnp.array([0.0, 0.0, 1.0, 1.0]))
+  np.testing.assert_allclose(full, image, atol=1e-5)
+
+
+def test_scale_views_zoom_in():
+  # A centred bright square: a crop (zoom-in) makes it cover more of the image on average.
+  x = jnp.zeros((32, 16, 16, 1)).at[:, 6:10, 6:10].set(1.0)
+  v = views.make_view(jax.random.PRNGKey(3), x, ("scale",), {**CONFIG, "scale": (0.25, 0.25)})
+  assert not np.allclose(v, x)
+  assert float(v.mean()) > float(x.mean()) * 1.5
+
+
+def test_views_differ_between_keys_and_repeat_with_same_key():
+  x = _images()
+  a = views.make_view(jax.random.PRNGKey(4), x, ("flip", "scale"), CONFIG)
+  b = views.make_view(jax.random.PRNGKey(4), x, ("flip", "scale"), CONFIG)
+  c = views.make_view(jax.random.PRNGKey(5), x, ("flip", "scale"), CONFIG)
+  np.testing.assert_array_equal(a, b)
+  assert not np.allclose(a, c)
+
+
+def test_unknown_invariance_lists_valid_names():
+  with pytest.raises(UserError, match="unknown invariance.*valid: scale, flip"):
+    views.make_view(jax.random.PRNGKey(0), _images(), ("rotate",), CONFIG)
