@@ -50,6 +50,7 @@ def run(config, workdir: str | pathlib.Path) -> dict:
   """Pretrains (or resumes), evaluates and writes the run directory; returns the report."""
   import jax
 
+  from ssljax.evaluate.features import variables_of
   from ssljax.evaluate.report import write_report
   from ssljax.evaluate.run import evaluate
   from ssljax.tracking import MetricsWriter
@@ -70,7 +71,9 @@ def run(config, workdir: str | pathlib.Path) -> dict:
     report = {"dataset": exp.dataset.name, "objective": config.objective,
               "encoder": config.encoder, "pretrain": summary, **evaluate(exp, state)}
     if is_main:
-      write_report(workdir, report)
+      (workdir / "plots").mkdir(exist_ok=True)
+      extra = exp.objective.save_plots(variables_of(state), workdir / "plots")
+      write_report(workdir, report, extra)
       probe = report.get("linear_probe", {})
       writer.summary({"probe/top1": probe.get("top1"), "knn/top1": report.get("knn", {}).get("top1"),
                       "align": report.get("align"), "uniform": report.get("uniform")})

@@ -20,6 +20,23 @@ def load_config(name: str, arg: str | None = None):
   return module.get_config(arg)
 
 
+def run_steps(config, dataset=None, steps=2):
+  """Runs ``steps`` generic train steps of ``config``; returns (per-step metrics, final state), both
+  on the host. The device-count equivalence tests compare these across ``config.devices``."""
+  from ssljax.train import loop
+  from ssljax.train.parallel import batch_sharding, replicated
+  from ssljax.train.step import jit_train_step, make_train_step
+  exp = loop.build_experiment(config, dataset)
+  state = loop.initial_state(exp)
+  step = jit_train_step(make_train_step(exp.objective.players(), exp.txs), replicated(exp.mesh),
+                        batch_sharding(exp.mesh), replicated(exp.mesh))
+  history = []
+  for s in range(steps):
+    state, metrics = step(state, exp.stream.batch(s))
+    history.append(jax.device_get(metrics))
+  return history, jax.device_get(state)
+
+
 @pytest.fixture
 def smoke_config():
   """The quickstart's smoke config on 2 devices."""

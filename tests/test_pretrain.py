@@ -8,13 +8,11 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, run_steps
 from ssljax import pretrain as pretrain_cli
 from ssljax.data.sources import load_dataset
 from ssljax.tracking import MetricsWriter
 from ssljax.train import loop
-from ssljax.train.parallel import batch_sharding, replicated
-from ssljax.train.step import jit_train_step, make_train_step
 
 REPORT_KEYS = {"dataset", "objective", "encoder", "pretrain", "linear_probe", "knn", "online_probe",
                "align", "uniform"}
@@ -45,27 +43,15 @@ def test_smoke_run_writes_the_run_directory(smoke_config, tmp_path):
   assert "linear probe top-1" in (tmp_path / "report.md").read_text()
 
 
-def _run_steps(config, dataset, steps):
-  exp = loop.build_experiment(config, dataset)
-  state = loop.initial_state(exp)
-  step = jit_train_step(make_train_step(exp.objective.players(), exp.txs), replicated(exp.mesh),
-                        batch_sharding(exp.mesh), replicated(exp.mesh))
-  history = []
-  for s in range(steps):
-    state, metrics = step(state, exp.stream.batch(s))
-    history.append(jax.device_get(metrics))
-  return history, jax.device_get(state.params)
-
-
 def test_one_and_two_devices_give_the_same_loss_and_parameters(smoke_config, fmnist):
   smoke_config.devices = 1
-  one, params_one = _run_steps(smoke_config, fmnist, 3)
+  one, state_one = run_steps(smoke_config, fmnist, 3)
   smoke_config.devices = 2
-  two, params_two = _run_steps(smoke_config, fmnist, 3)
+  two, state_two = run_steps(smoke_config, fmnist, 3)
   for a, b in zip(one, two):
     np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-5)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
-               params_one, params_two)
+               state_one.params, state_two.params)
 
 
 def test_interrupted_run_resumes_from_checkpoint_and_matches(smoke_config, fmnist, tmp_path,

@@ -106,10 +106,12 @@ def markdown(report: dict, plots: list[str]) -> str:
   return "\n".join(lines)
 
 
-def write_report(workdir: pathlib.Path, report: dict) -> dict:
+def write_report(workdir: pathlib.Path, report: dict, extra_plots: list[str] = ()) -> dict:
+  """Writes report.json, report.md and the plots; ``extra_plots`` are files already in plots/."""
   workdir = pathlib.Path(workdir)
   (workdir / "plots").mkdir(exist_ok=True)
-  plots = plot_pretraining(workdir) + plot_probes(report, workdir)
+  plots = (plot_pretraining(workdir) + plot_probes(report, workdir)
+           + [f"plots/{name}" for name in extra_plots])
   report["plots"] = plots
   (workdir / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
   (workdir / "report.md").write_text(markdown(report, plots))

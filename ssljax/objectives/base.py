@@ -11,6 +11,7 @@ one entry per network, so "the parameters of player P" is simply a set of module
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 from typing import Any, Callable, ClassVar, Mapping
 
 import flax.linen as nn
@@ -123,6 +124,12 @@ class Objective:
     out, _ = self.apply("encoder", variables["params"], variables["batch_stats"], images,
                         train=False)
     return out
+
+
+  def save_plots(self, variables: dict, plots_dir: pathlib.Path) -> list[str]:
+    """Objective-specific figures for the report (e.g. the GAN's samples, an autoencoder's
+    reconstructions); returns their file names inside ``plots_dir``."""
+    return []
 
 
 def resolve_args(cls: type[Objective], overrides: Mapping[str, Any], name: str) -> dict:
