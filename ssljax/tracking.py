@@ -11,6 +11,7 @@ import logging
 import netrc
 import os
 import pathlib
+import uuid
 from typing import Any, Mapping
 
 import numpy as np
@@ -63,7 +64,7 @@ class MetricsWriter:
     import wandb
     # The same workdir resumes the same W&B run.
     id_file = pathlib.Path(workdir) / "wandb_run_id"
-    run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
+    run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:8]
     id_file.write_text(run_id)
     for attempt in ([mode, "offline"] if mode == "online" else [mode]):
       try:

@@ -24,6 +24,7 @@ def fmnist():
 
 
 def test_smoke_run_writes_the_run_directory(smoke_config, tmp_path):
+  smoke_config.wandb.mode = "offline"  # a real offline W&B run, syncable later
   report = pretrain_cli.run(smoke_config, tmp_path)
   assert REPORT_KEYS <= set(report)
   saved = json.loads((tmp_path / "report.json").read_text())
@@ -38,6 +39,7 @@ def test_smoke_run_writes_the_run_directory(smoke_config, tmp_path):
                "plots/probe_accuracy.png"):
     assert (tmp_path / name).exists(), name
   assert list((tmp_path / "checkpoints").iterdir())
+  assert list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
   config = json.loads((tmp_path / "config.json").read_text())
   assert list(config["objectives"]) == ["infonce"] and list(config["encoders"]) == ["cnn"]
   assert "linear probe top-1" in (tmp_path / "report.md").read_text()
