@@ -38,11 +38,19 @@ def base_config() -> ml_collections.ConfigDict:
   c.devices = 0           # 0 = every device; N = the first N (device-count experiments)
   c.cpu_devices = 0       # CPU only: fake host devices to split the batch over; 0 = one per core
   c.dtype = "float32"     # compute dtype of the networks: float32 | bfloat16 (params stay f32)
+  # > 0: embed the global batch this many images at a time, activations recomputed in the
+  # backward pass (gradient caching, ssljax/train/microbatch.py): the same global negatives in
+  # less memory. Must divide batch_size; best a multiple of the device count. 0 = off.
+  c.micro_batch_size = 0
 
   c.views = dict(
       scale=(0.4, 1.0),    # random-resized-crop area fraction; milder than ImageNet's 0.08
       ratio=(3 / 4, 4 / 3),
       flip_prob=0.5,
+      # The optional invariances; SimCLR's CIFAR strengths (colour jitter s=0.5).
+      jitter_prob=0.8, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1,
+      blur_prob=0.5, blur_sigma=(0.1, 2.0),  # sigma in pixels
+      cutout_prob=1.0, cutout_size=0.5,      # side as a fraction of the shorter image side
   )
   c.optimizer = dict(
       name="adamw", lr=2e-3, weight_decay=1e-4, momentum=0.9, b1=0.9,
@@ -60,10 +68,23 @@ def base_config() -> ml_collections.ConfigDict:
       train_subset=0,      # > 0: probe on the first N training images only (smoke runs)
   )
   c.knn = dict(k=200, temperature=0.1, features="pooled")
+  # Freeze vs fine-tune on another labelled dataset (ssljax/evaluate/transfer.py): one row per
+  # number of frozen stages, plus from scratch. Images are resized to the pretraining input shape.
+  c.transfer = dict(
+      dataset="",          # "" = off; any dataset spec, e.g. digits or npz:PATH
+      epochs=10, batch_size=128, weight_decay=1e-4,
+      lr=1e-3,             # the new head's; unfrozen pretrained stages train at lr / 10
+      features="",         # what the head reads; "" = probe.features
+      train_subset=0,      # > 0: the first N training images only
+      seed=0,
+  )
 
   c.log_every = 50
   c.checkpoint_every = 500  # steps; a final checkpoint is always written
   c.keep_checkpoints = 2
+  # A NaN/Inf loss or gradient norm is never applied; then "stop" (at the next log or checkpoint,
+  # keeping the last good checkpoint) or "skip" the step and go on (counted in the report).
+  c.nonfinite = "stop"
   c.wandb = dict(mode="auto", project="ssljax", entity="", name="", tags=())
   return c
 
@@ -81,10 +102,32 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.probe.weight_decays = (1e-4,)
   c.probe.train_subset = 2048
   c.knn.k = 20
+  c.transfer.epochs = 2
+  c.transfer.train_subset = 512
   c.wandb.mode = "disabled"
   if c.encoder in c.encoders and "widths" in c.encoders[c.encoder]:
     c.encoders[c.encoder].widths = (8, 16)
   return c
+
+
+def load_experiment(path, arg: str | None = None) -> ml_collections.ConfigDict:
+  """``get_config(arg)`` of the experiment file at ``path`` (experiment files are not a package,
+  hence loading by path), as ``--config=PATH:arg`` would."""
+  import importlib.util
+  import pathlib
+  path = pathlib.Path(path)
+  spec = importlib.util.spec_from_file_location(f"_experiment_{path.stem}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def sibling_experiment(this_file: str, name: str, arg: str | None = None) -> ml_collections.ConfigDict:
+  """``get_config(arg)`` of ``<name>.py`` next to ``this_file``: a variant starts from the experiment
+  it varies (``fmnist_infonce_flip`` from ``fmnist_infonce``), so the two differ only in what the
+  variant overrides, however the original is tuned later."""
+  import pathlib
+  return load_experiment(pathlib.Path(this_file).resolve().parent / f"{name}.py", arg)
 
 
 def parse_arg(arg: str | None) -> set[str]:

@@ -8,9 +8,10 @@ the library (ssljax.train, ssljax.evaluate) so it can be tested; this file only 
 """
 from __future__ import annotations
 
-import json
 import os
 import pathlib
+import re
+import shlex
 import sys
 
 from absl import app, flags, logging
@@ -22,6 +23,8 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config fil
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (config, checkpoints, report).")
 _DEBUG = flags.DEFINE_bool("debug", False, "Show full tracebacks instead of one-line errors.")
+_MULTIHOST = flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() first: one "
+                               "process per host, coordinator from SLURM / TPU / MPI environment.")
 
 
 def resolved_config(config) -> dict:
@@ -30,6 +33,23 @@ def resolved_config(config) -> dict:
   d["encoders"] = {config.encoder: d["encoders"].get(config.encoder, {})}
   d["objectives"] = {config.objective: d["objectives"].get(config.objective, {})}
   return d
+
+
+def init_distributed() -> None:
+  """``jax.distributed.initialize()`` from the scheduler's environment (SLURM, Open MPI, TPU pods),
+  or without a scheduler from JAX_COORDINATOR_ADDRESS (host:port of process 0), JAX_NUM_PROCESSES
+  and JAX_PROCESS_ID (tests/test_multihost.py runs two processes so on localhost; JAX itself reads
+  only the address). CPU processes exchange collectives over gloo."""
+  import jax
+  explicit = {}
+  for env, arg in (("JAX_NUM_PROCESSES", "num_processes"), ("JAX_PROCESS_ID", "process_id")):
+    if os.environ.get(env):
+      try:
+        explicit[arg] = int(os.environ[env])
+      except ValueError:
+        raise UserError(f"{env}={os.environ[env]!r} must be an integer") from None
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(**explicit)
 
 
 def use_cpu_cores(config) -> None:
@@ -50,33 +70,30 @@ def run(config, workdir: str | pathlib.Path) -> dict:
   """Pretrains (or resumes), evaluates and writes the run directory; returns the report."""
   import jax
 
-  from ssljax.evaluate.features import variables_of
-  from ssljax.evaluate.report import write_report
-  from ssljax.evaluate.run import evaluate
+  from ssljax.rundir import claim_workdir
+
+  workdir = pathlib.Path(workdir)
+  is_main = jax.process_index() == 0
+  with claim_workdir(workdir, is_main):  # creates it, checks it is writable, locks it till the end
+    return _run(config, workdir, is_main)
+
+
+def _run(config, workdir: pathlib.Path, is_main: bool) -> dict:
+  from ssljax.evaluate.run import evaluate_and_report
+  from ssljax.rundir import check_resumable, write_config
   from ssljax.tracking import MetricsWriter
   from ssljax.train.loop import build_experiment, pretrain
 
-  workdir = pathlib.Path(workdir)
-  try:
-    workdir.mkdir(parents=True, exist_ok=True)
-  except OSError as e:
-    raise UserError(f"cannot create workdir {workdir}: {e.strerror}") from None
-  is_main = jax.process_index() == 0
+  if is_main:
+    check_resumable(workdir, resolved_config(config))  # before loading any data
   exp = build_experiment(config)
   if is_main:
-    (workdir / "config.json").write_text(json.dumps(resolved_config(config), indent=2) + "\n")
+    write_config(workdir, resolved_config(config))
   writer = MetricsWriter(workdir, resolved_config(config), config.wandb, is_main)
   try:
     state, summary = pretrain(exp, workdir, writer)
-    report = {"dataset": exp.dataset.name, "objective": config.objective,
-              "encoder": config.encoder, "pretrain": summary, **evaluate(exp, state)}
-    if is_main:
-      (workdir / "plots").mkdir(exist_ok=True)
-      extra = exp.objective.save_plots(variables_of(state), workdir / "plots")
-      write_report(workdir, report, extra)
-      probe = report.get("linear_probe", {})
-      writer.summary({"probe/top1": probe.get("top1"), "knn/top1": report.get("knn", {}).get("top1"),
-                      "align": report.get("align"), "uniform": report.get("uniform")})
+    # The same path as `python -m ssljax.evaluate --workdir=DIR` (report, plots, W&B summary).
+    report = evaluate_and_report(exp, state, workdir, summary, writer, is_main)
   finally:
     writer.close()
   return report
@@ -85,23 +102,57 @@ def run(config, workdir: str | pathlib.Path) -> dict:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if _MULTIHOST.value:  # before anything touches the backend
+    import jax
+    try:
+      init_distributed()
+    except (ValueError, RuntimeError) as e:
+      raise UserError(f"--multihost: jax.distributed.initialize() failed ({str(e).strip()[:200]}); "
+                      "launch under SLURM (launch/slurm.sbatch) or on a TPU pod "
+                      "(launch/tpu_pod.sh), set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and "
+                      "JAX_PROCESS_ID, or drop --multihost on one host") from None
   if _WORKDIR.value is None:
     raise UserError("--workdir is required: the directory this run writes to (and resumes from)")
+  # $VARS expand, so a W&B sweep agent (no shell) can give each run its own directory:
+  # --workdir=runs/sweeps/NAME/$WANDB_RUN_ID
+  workdir = os.path.expandvars(_WORKDIR.value)
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax/absl INFO lines drown the progress bar
   config = _CONFIG.value
   use_cpu_cores(config)
-  report = run(config, _WORKDIR.value)
+  report = run(config, workdir)
   probe = report.get("linear_probe", {})
-  workdir = pathlib.Path(_WORKDIR.value)
+  workdir = pathlib.Path(workdir)
   if "top1" in probe:
     print(f"linear probe top-1: {probe['top1']:.4f} ± {probe['top1_ci95']:.4f} "
           f"({probe['seeds']} seeds, {probe['features']} features)")
   print(f"report: {workdir / 'report.md'} (and report.json, plots/)")
 
 
+def resume_command() -> str:
+  """The command that continues this run: the same interpreter, module and flags, from here."""
+  command = shlex.join([sys.executable, "-m", "ssljax.pretrain", *sys.argv[1:]])
+  return f"cd {shlex.quote(os.getcwd())} && {command}"
+
+
+def _unknown_config_key(error: Exception) -> str | None:
+  """The one-line message for an unknown ``--config.KEY`` (ml_collections raises a bare
+  AttributeError/KeyError while absl parses flags), or None if ``error`` is something else."""
+  text = str(error)
+  key = re.search(r"'(\w+)", text)
+  suggestion = re.search(r'Did you mean \\?"(\w+)', text)
+  for arg in sys.argv[1:]:
+    name = arg.split("=", 1)[0]
+    if key and name.startswith("--config.") and name.split(".")[-1] == key.group(1):
+      hint = f"did you mean {suggestion.group(1)!r}?" if suggestion else "check the config file"
+      return f"{name}: the config has no key {key.group(1)!r}; {hint}"
+  return None
+
+
 def entry_point():
-  """Runs ``main`` and turns a UserError into one line on stderr and exit code 2."""
+  """Runs ``main``: a UserError becomes one line on stderr and exit code 2; a preemption (SIGTERM,
+  SIGINT) after its checkpoint becomes how to resume and exit code 0."""
+  from ssljax.train.stopping import Preempted
   debug = "--debug" in sys.argv or any(a.startswith("--debug=t") for a in sys.argv)
   try:
     app.run(main)
@@ -109,6 +160,16 @@ def entry_point():
     if debug:
       raise
     print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  except Preempted as e:
+    print(f"{e}; checkpoint saved in {e.checkpoint_dir}. Resume with:\n  {resume_command()}",
+          flush=True)
+    sys.exit(0)
+  except (AttributeError, KeyError) as e:
+    message = None if debug else _unknown_config_key(e)
+    if message is None:
+      raise
+    print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
 
 

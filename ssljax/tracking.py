@@ -3,20 +3,26 @@ Biases (online, offline or disabled), and the console.
 
 W&B must never be the reason a run dies: mode ``auto`` picks online only when an API key is
 configured, and any failure to start it falls back to offline, then to disabled, with a warning.
+Online mode is checked before ``wandb.init`` is asked: without a key wandb would prompt on a
+terminal, and with an unreachable server it would wait out its timeout. An offline run can be
+uploaded later with ``wandb sync DIR/wandb/offline-run-*``.
+
+A resumed run calls :meth:`MetricsWriter.rewind` so ``metrics.jsonl`` reads as one run: records
+logged after the checkpoint it resumed from are dropped (they will be logged again).
 """
 from __future__ import annotations
 
 import json
-import logging
 import netrc
 import os
 import pathlib
+import socket
+import sys
+import urllib.parse
 import uuid
 from typing import Any, Mapping
 
 import numpy as np
-
-log = logging.getLogger("ssljax")
 
 
 def _has_wandb_key() -> bool:
@@ -55,7 +61,8 @@ class MetricsWriter:
     self.wandb_mode = "disabled"
     if not is_main:
       return
-    self.jsonl = open(pathlib.Path(workdir) / "metrics.jsonl", "a", buffering=1)
+    self.path = pathlib.Path(workdir) / "metrics.jsonl"
+    self.jsonl = open(self.path, "a", buffering=1)  # line-buffered: each record is flushed
     mode = resolve_wandb_mode(wandb_config.get("mode", "auto"))
     if mode != "disabled":
       self.run = self._start_wandb(workdir, config, wandb_config, mode)
@@ -64,9 +71,19 @@ class MetricsWriter:
     import wandb
     # The same workdir resumes the same W&B run.
     id_file = pathlib.Path(workdir) / "wandb_run_id"
-    run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:8]
+    # A W&B sweep agent names the run it started in WANDB_RUN_ID; another id would orphan that run.
+    run_id = (os.environ.get("WANDB_RUN_ID")
+              or (id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:8]))
     id_file.write_text(run_id)
+    if mode == "online":
+      problem = _online_problem()
+      if problem:
+        _warn(f"W&B online logging is not possible ({problem}); logging offline to "
+              f"{pathlib.Path(workdir) / 'wandb'} (upload later with `wandb sync`)")
+        mode = "offline"
     for attempt in ([mode, "offline"] if mode == "online" else [mode]):
+      if attempt == "offline" and mode == "online":
+        _teardown_wandb()  # the failed online attempt still holds the run id in wandb's service
       try:
         run = wandb.init(project=wandb_config.get("project") or "ssljax",
                          entity=wandb_config.get("entity") or None,
@@ -76,9 +93,23 @@ class MetricsWriter:
         self.wandb_mode = attempt
         return run
       except Exception as e:  # network, auth, service start-up: never fatal
-        log.warning("W&B %s start failed (%s: %s); %s", attempt, type(e).__name__, e,
-                    "trying offline" if attempt == "online" else "continuing without W&B")
+        _warn(f"W&B {attempt} start failed ({type(e).__name__}: {_first_line(e)}); "
+              + ("logging offline instead" if attempt == "online" else "continuing without W&B"))
     return None
+
+  def rewind(self, step: int) -> None:
+    """Drops records after ``step`` (a resumed run logs those steps again)."""
+    if not self.enabled:
+      return
+    records = read_metrics(self.path.parent)
+    kept = [r for r in records if r.get("step", 0) <= step]
+    if len(kept) == len(records) and self.path.stat().st_size == _size_of(records):
+      return  # nothing to drop, no torn line to clean up
+    self.jsonl.close()
+    tmp = self.path.with_name(self.path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    os.replace(tmp, self.path)
+    self.jsonl = open(self.path, "a", buffering=1)
 
   def write(self, step: int, metrics: Mapping[str, Any]) -> None:
     if not self.enabled:
@@ -118,3 +149,41 @@ def read_metrics(workdir: pathlib.Path) -> list[dict]:
     except json.JSONDecodeError:  # a line cut short by a crash
       continue
   return records
+
+
+def _size_of(records: list[dict]) -> int:
+  return sum(len(json.dumps(r).encode()) + 1 for r in records)
+
+
+def _warn(message: str) -> None:
+  print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def _first_line(error: Exception) -> str:
+  text = str(error).strip()
+  return text.splitlines()[0][:300] if text else ""
+
+
+def _online_problem(timeout_s: float = 3.0) -> str | None:
+  """Why online W&B cannot work from here (no API key, server unreachable), or None. Connects to
+  the server's port only; behind a proxy (HTTP(S)_PROXY) it leaves the judgement to wandb."""
+  if not _has_wandb_key():
+    return "no API key: set WANDB_API_KEY or run `wandb login`"
+  if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy",
+                                      "ALL_PROXY", "all_proxy")):
+    return None
+  url = urllib.parse.urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai")
+  host, port = url.hostname or "api.wandb.ai", url.port or (80 if url.scheme == "http" else 443)
+  try:
+    socket.create_connection((host, port), timeout=timeout_s).close()
+  except OSError as e:
+    return f"{url.scheme}://{host}:{port} is unreachable: {e.strerror or type(e).__name__}"
+  return None
+
+
+def _teardown_wandb() -> None:
+  try:
+    import wandb
+    wandb.teardown()
+  except Exception:  # best effort: the offline attempt reports its own failure
+    pass

@@ -20,14 +20,17 @@ def load_config(name: str, arg: str | None = None):
   return module.get_config(arg)
 
 
-def run_steps(config, dataset=None, steps=2):
+def run_steps(config, dataset=None, steps=2, initial=None):
   """Runs ``steps`` generic train steps of ``config``; returns (per-step metrics, final state), both
-  on the host. The device-count equivalence tests compare these across ``config.devices``."""
+  on the host. The device-count equivalence tests compare these across ``config.devices``.
+  ``initial``: a host state to start from instead of initialising (one init compile per test
+  instead of one per device count; the state does not depend on the mesh)."""
   from ssljax.train import loop
   from ssljax.train.parallel import batch_sharding, replicated
   from ssljax.train.step import jit_train_step, make_train_step
   exp = loop.build_experiment(config, dataset)
-  state = loop.initial_state(exp)
+  state = (loop.initial_state(exp) if initial is None
+           else jax.device_put(initial, replicated(exp.mesh)))
   step = jit_train_step(make_train_step(exp.objective.players(), exp.txs), replicated(exp.mesh),
                         batch_sharding(exp.mesh), replicated(exp.mesh))
   history = []
@@ -35,6 +38,18 @@ def run_steps(config, dataset=None, steps=2):
     state, metrics = step(state, exp.stream.batch(s))
     history.append(jax.device_get(metrics))
   return history, jax.device_get(state)
+
+
+def initial_host_state(config, dataset=None):
+  """``config``'s initial train state on the host, built op by op rather than jitted: the op-level
+  compiles are shared by every test of the session, where each jitted init is a fresh compile of
+  several seconds. Feed it to ``run_steps(..., initial=...)``."""
+  import jax.numpy as jnp
+  from ssljax.train import loop
+  from ssljax.train.state import create_state
+  exp = loop.build_experiment(config, dataset)
+  sample = jnp.zeros((2, *exp.dataset.image_shape), jnp.float32)
+  return jax.device_get(create_state(exp.objective, exp.txs, config.seed, sample))
 
 
 @pytest.fixture

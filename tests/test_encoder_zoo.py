@@ -113,8 +113,9 @@ def test_every_encoder_has_a_small_configuration():
 @pytest.mark.parametrize("shape", SMALL_SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_contract_on_small_images(name, shape):
-  """Default (full-width) encoders on small images, traced: (B, D) float32 features + stages."""
-  for dtype in (jnp.float32, jnp.bfloat16):
+  """Default (full-width) encoders on small images, traced: (B, D) float32 features + stages,
+  also when computing in bfloat16 (checked on one shape: the dtype path does not depend on it)."""
+  for dtype in (jnp.float32, jnp.bfloat16) if shape[-1] == 3 else (jnp.float32,):
     encoder = build_encoder(name, {"dtype": dtype})
     x = jax.ShapeDtypeStruct((2, *shape), jnp.float32)
     variables = jax.eval_shape(encoder.init, jax.random.key(0), x)
@@ -124,12 +125,7 @@ def test_contract_on_small_images(name, shape):
     assert all(s.shape[0] == 2 for s in stages.values())
 
 
-NEW_ENCODERS = ["lenet5", "alexnet", "vgg11", "vgg16", "vgg19", "googlenet", "mobilenet_v1", "mlp"]
-
-
-@pytest.mark.parametrize("name", NEW_ENCODERS + [
-    pytest.param("se_resnet50", marks=pytest.mark.xfail(
-        strict=True, reason="resnet.py names its stem stage 'stem', which sorts after 'stage3'"))])
+@pytest.mark.parametrize("name", sorted(SMALL))
 def test_final_map_stays_last_when_jax_sorts_the_stages(name):
   # jit outputs and jax.tree.map rebuild dicts in sorted key order; 'last_stage' probes read
   # list(stages)[-1], so stage names must sort with the final map last.
@@ -148,12 +144,16 @@ def test_small_input_adaptations():
     trace(build_encoder("alexnet", {"stem": "imagenet"}), (32, 32, 3))
 
 
-@pytest.mark.parametrize("name, shape", [("lenet5", (28, 28, 1)), ("lenet5", (32, 32, 3)),
-                                         ("mlp", (28, 28, 1)), ("alexnet", (32, 32, 3))])
+@pytest.mark.parametrize("name, shape", [("lenet5", (32, 32, 3)), ("mlp", (28, 28, 1)),
+                                         ("alexnet", (32, 32, 3))])
 def test_forward_pass_and_dropout(name, shape):
   encoder = build_encoder(name, SMALL[name])
   x = jax.random.uniform(jax.random.key(0), (2, *shape))
-  variables = encoder.init(jax.random.key(1), x)
+  # Random weights from numpy on the traced shapes: compiling Flax's initializers costs ~10 s on
+  # CPU, and init itself is exercised by the train-step tests.
+  rng = np.random.default_rng(1)
+  variables = jax.tree.map(lambda s: jnp.asarray(rng.normal(0, 0.1, s.shape), s.dtype),
+                           jax.eval_shape(encoder.init, jax.random.key(1), x))
   apply = jax.jit(encoder.apply, static_argnames="train")
   features, stages = apply(variables, x, train=False)
   assert features.dtype == jnp.float32 and features.ndim == 2 and np.isfinite(features).all()
@@ -162,8 +162,8 @@ def test_forward_pass_and_dropout(name, shape):
     train = [apply(variables, x, train=True, rngs={"dropout": jax.random.key(k)})[0]
              for k in (2, 3)]
     assert not np.allclose(train[0], train[1])
-    with pytest.raises(Exception, match="dropout"):
-      encoder.apply(variables, x, train=True)
+    with pytest.raises(Exception, match="dropout"):  # traced only: the error is raised at trace time
+      jax.eval_shape(lambda v: encoder.apply(v, x, train=True), variables)
 
 
 def test_summary_cli_prints_the_table_and_total(capsys):
@@ -196,7 +196,7 @@ def test_summary_cli_unknown_argument(capsys):
 
 # --- one InfoNCE train step per encoder ---------------------------------------------------------
 
-FAST_STEPS = {("lenet5", (28, 28, 1)), ("alexnet", (32, 32, 3))}  # dropout rng through the step
+FAST_STEPS = {("lenet5", (28, 28, 1))}
 
 
 def _step_cases():

@@ -62,3 +62,47 @@ def test_views_differ_between_keys_and_repeat_with_same_key():
 def test_unknown_invariance_lists_valid_names():
   with pytest.raises(UserError, match="unknown invariance.*valid: scale, flip"):
     views.make_view(jax.random.PRNGKey(0), _images(), ("rotate",), CONFIG)
+
+
+# --- the optional invariances: cutout, colour jitter, blur ----------------------------------------
+OPTIONAL = {**CONFIG, "jitter_prob": 1.0, "brightness": 0.4, "contrast": 0.4, "saturation": 0.4,
+            "hue": 0.1, "blur_prob": 1.0, "blur_sigma": (0.5, 1.5), "cutout_prob": 1.0,
+            "cutout_size": 0.5}
+
+
+def test_cutout_fills_one_square_with_the_image_mean_and_nothing_else():
+  image = _images(n=1)[0]
+  out = np.asarray(views.cutout(jax.random.PRNGKey(0), image, size=0.5, prob=1.0))
+  changed = np.argwhere((out != np.asarray(image)).any(-1))
+  rows, cols = changed[:, 0], changed[:, 1]
+  assert 0 < len(changed) <= 6 * 6  # a 6x6 square (half of 12), clipped at the border
+  assert len(changed) == (np.ptp(rows) + 1) * (np.ptp(cols) + 1)  # they form a rectangle
+  np.testing.assert_allclose(out[rows, cols], np.broadcast_to(np.asarray(image).mean((0, 1)),
+                                                              (len(changed), 1)), rtol=1e-6)
+
+
+def test_blur_smooths_and_keeps_constant_images():
+  x = _images(n=4)
+  blurred = views.make_view(jax.random.PRNGKey(1), x, ("blur",), OPTIONAL)
+  assert float(jnp.var(blurred)) < 0.5 * float(jnp.var(x))  # white noise loses most variance
+  flat = jnp.full((2, 12, 12, 3), 0.3)
+  np.testing.assert_allclose(views.make_view(jax.random.PRNGKey(1), flat, ("blur",), OPTIONAL),
+                             flat, atol=1e-6)
+
+
+def test_color_jitter_keeps_grey_grey_and_changes_colour():
+  grey_rgb = jnp.repeat(_images(n=8), 3, axis=-1)
+  out = np.asarray(views.make_view(jax.random.PRNGKey(2), grey_rgb, ("color_jitter",), OPTIONAL))
+  np.testing.assert_allclose(out[..., 0], out[..., 1], atol=1e-5)  # hue/saturation need colour
+  assert not np.allclose(out, grey_rgb)  # brightness/contrast still act
+  colour = _images(n=8, c=3)
+  jittered = np.asarray(views.make_view(jax.random.PRNGKey(2), colour, ("color_jitter",), OPTIONAL))
+  assert not np.allclose(jittered, colour) and jittered.min() >= 0 and jittered.max() <= 1
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_all_invariances_together_keep_shape_and_range(channels):
+  x = _images(c=channels)
+  v = views.make_view(jax.random.PRNGKey(3), x, tuple(views.INVARIANCES), OPTIONAL)
+  assert v.shape == x.shape
+  assert float(v.min()) >= -1e-6 and float(v.max()) <= 1 + 1e-6

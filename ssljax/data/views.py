@@ -5,11 +5,14 @@ over the batch with one key per example, so every image gets independent randomn
 does not depend on how the batch is split across devices.
 
 An *invariance* names the transformation a view may apply and the representation should ignore:
-``flip`` (horizontal mirror with probability ``flip_prob``) and ``scale`` (random-resized-crop back
-to the input size, area fraction in ``scale``, aspect ratio in ``ratio``).
+``flip`` (horizontal mirror with probability ``flip_prob``), ``scale`` (random-resized-crop back
+to the input size, area fraction in ``scale``, aspect ratio in ``ratio``), and the optional
+``color_jitter``, ``blur`` (both meant for RGB data; on grey images jitter changes brightness and
+contrast only) and ``cutout``. Their strengths are the keys of ``config.views``.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Mapping, Sequence
 
 import jax
@@ -55,12 +58,83 @@ def random_resized_crop(key, image, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)) -> 
   return resize_crop(image, crop_box(key, scale, ratio))
 
 
+def grey(image: jax.Array) -> jax.Array:
+  """Luma (ITU-R 601) of an (H, W, 3) image, or the image itself when it has one channel; (H, W, 1)."""
+  if image.shape[-1] == 3:
+    return image @ jnp.array([0.299, 0.587, 0.114], image.dtype)[:, None]
+  return jnp.mean(image, axis=-1, keepdims=True)
+
+
+def rotate_hue(image: jax.Array, turns: jax.Array) -> jax.Array:
+  """Shifts the hue of an RGB image by ``turns`` of the colour wheel: a rotation of the chroma
+  plane of YIQ, which keeps luma fixed (a smooth stand-in for the HSV shift of torchvision)."""
+  to_yiq = jnp.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+  angle = 2 * jnp.pi * turns
+  cos, sin = jnp.cos(angle), jnp.sin(angle)
+  rotation = jnp.array([[1.0, 0.0, 0.0], [0.0, cos, -sin], [0.0, sin, cos]])
+  return image @ (jnp.linalg.inv(to_yiq) @ rotation @ to_yiq).T
+
+
+def color_jitter(key: jax.Array, image: jax.Array, brightness: float, contrast: float,
+                 saturation: float, hue: float, prob: float) -> jax.Array:
+  """SimCLR's colour distortion, with probability ``prob``: brightness and contrast factors in
+  [1 - s, 1 + s]; on RGB also saturation (blend with the grey image) and hue (+-``hue`` turns).
+  Clipped to [0, 1] after each operation, as torchvision does."""
+  k_apply, k_b, k_c, k_s, k_h = jax.random.split(key, 5)
+  factor = lambda k, s: jax.random.uniform(k, minval=1 - s, maxval=1 + s)
+  x = jnp.clip(image * factor(k_b, brightness), 0, 1)
+  mean = jnp.mean(grey(x))
+  x = jnp.clip((x - mean) * factor(k_c, contrast) + mean, 0, 1)
+  if image.shape[-1] == 3:
+    g = grey(x)
+    x = jnp.clip((x - g) * factor(k_s, saturation) + g, 0, 1)
+    x = jnp.clip(rotate_hue(x, jax.random.uniform(k_h, minval=-hue, maxval=hue)), 0, 1)
+  return jnp.where(jax.random.bernoulli(k_apply, prob), x, image)
+
+
+def gaussian_blur(key: jax.Array, image: jax.Array, sigma_range: Sequence[float],
+                  prob: float) -> jax.Array:
+  """With probability ``prob``, a separable Gaussian blur with sigma (in pixels) uniform in
+  ``sigma_range``; the kernel spans 3 of the largest sigma each side (reflected at the border)."""
+  k_apply, k_sigma = jax.random.split(key)
+  sigma = jax.random.uniform(k_sigma, minval=sigma_range[0], maxval=sigma_range[1])
+  h, w = image.shape[0], image.shape[1]
+  radius = max(0, min(int(math.ceil(3 * sigma_range[1])), h - 1, w - 1))
+  offsets = jnp.arange(-radius, radius + 1, dtype=image.dtype)
+  weights = jnp.exp(-offsets ** 2 / (2 * sigma ** 2))
+  weights = weights / jnp.sum(weights)
+  padded = jnp.pad(image, ((radius, radius), (0, 0), (0, 0)), mode="reflect")
+  x = sum(weights[i] * padded[i:i + h] for i in range(2 * radius + 1))
+  padded = jnp.pad(x, ((0, 0), (radius, radius), (0, 0)), mode="reflect")
+  x = sum(weights[i] * padded[:, i:i + w] for i in range(2 * radius + 1))
+  return jnp.where(jax.random.bernoulli(k_apply, prob), x, image)
+
+
+def cutout(key: jax.Array, image: jax.Array, size: float, prob: float) -> jax.Array:
+  """With probability ``prob``, fills a square of side ``size`` x the shorter image side, centred
+  on a random pixel and clipped at the border, with the image's mean colour (DeVries & Taylor 2017
+  zero a square of a mean-subtracted image: the same thing)."""
+  k_apply, k_y, k_x = jax.random.split(key, 3)
+  h, w = image.shape[0], image.shape[1]
+  side = max(1, int(round(size * min(h, w))))
+  top = jax.random.randint(k_y, (), 0, h) - side // 2
+  left = jax.random.randint(k_x, (), 0, w) - side // 2
+  rows, cols = jnp.arange(h)[:, None], jnp.arange(w)[None, :]
+  square = (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
+  square = square & jax.random.bernoulli(k_apply, prob)
+  return jnp.where(square[..., None], jnp.mean(image, axis=(0, 1)), image)
+
+
 Transform = Callable[[jax.Array, jax.Array, Mapping], jax.Array]
 
 # name -> transform(key, image, view_config). Order of application is the order in this dict.
 INVARIANCES: dict[str, Transform] = {
     "scale": lambda key, x, c: random_resized_crop(key, x, c["scale"], c["ratio"]),
     "flip": lambda key, x, c: random_flip(key, x, c["flip_prob"]),
+    "color_jitter": lambda key, x, c: color_jitter(key, x, c["brightness"], c["contrast"],
+                                                   c["saturation"], c["hue"], c["jitter_prob"]),
+    "blur": lambda key, x, c: gaussian_blur(key, x, c["blur_sigma"], c["blur_prob"]),
+    "cutout": lambda key, x, c: cutout(key, x, c["cutout_size"], c["cutout_prob"]),
 }
 
 

@@ -6,6 +6,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
 from ssljax.data import views
@@ -35,6 +36,8 @@ def extract_features(objective: Objective, variables: dict, images: np.ndarray,
       chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
     result = forward(variables, jax.device_put(chunk, sharding))
     for name, value in result.items():
+      if not value.is_fully_addressable:  # several processes: each gathers every row
+        value = multihost_utils.process_allgather(value, tiled=True)
       outputs[name].append(np.asarray(value)[:batch_size - pad])
   return {name: np.concatenate(parts) for name, parts in outputs.items()}
 

@@ -1,5 +1,6 @@
 """The run's report: ``report.json`` (machine-readable, contract keys), ``report.md`` (a table a person
-reads at a glance) and ``plots/*.png``."""
+reads at a glance, the transfer table under it) and ``plots/*.png``; with W&B on, the same table and
+plots as ``wandb.Table`` / ``wandb.Image``. Many runs side by side: ``ssljax.report``."""
 from __future__ import annotations
 
 import json
@@ -11,6 +12,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display on servers
 import matplotlib.pyplot as plt  # noqa: E402
 
+from ssljax.evaluate.plots import plot_align_uniform, plot_invariance, plot_transfer  # noqa: E402
 from ssljax.tracking import read_metrics  # noqa: E402
 
 RAW_PIXEL_REFERENCE = {"fashion_mnist": 0.842}  # published logistic regression on raw pixels
@@ -70,14 +72,35 @@ def plot_probes(report: dict, workdir: pathlib.Path) -> list[str]:
   return ["plots/probe_accuracy.png"]
 
 
-def markdown(report: dict, plots: list[str]) -> str:
+def save_image_grid(path: pathlib.Path, rows: dict[str, "np.ndarray"], title: str = "") -> None:
+  """One row of images per entry of ``rows`` (name -> (N, H, W, C) floats in [0, 1]), for the
+  objectives' own figures: an autoencoder's inputs and reconstructions, a GAN's samples."""
+  import numpy as np
+  cols = max(len(images) for images in rows.values())
+  fig, axes = plt.subplots(len(rows), cols, figsize=(cols * 0.9, len(rows) * 0.95 + 0.4),
+                           squeeze=False)
+  for r, (name, images) in enumerate(rows.items()):
+    for c in range(cols):
+      ax = axes[r][c]
+      ax.set_xticks([]), ax.set_yticks([])
+      if c < len(images):
+        image = np.clip(np.asarray(images[c], np.float32), 0, 1)
+        ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
+      else:
+        ax.axis("off")
+    axes[r][0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+  if title:
+    fig.suptitle(title, fontsize=9)
+  fig.tight_layout(), fig.savefig(path, dpi=100), plt.close(fig)
+
+
+def figure_rows(report: dict) -> list[tuple[str, str]]:
+  """(figure, value) rows of the report's main table; also the W&B table."""
   pre = report["pretrain"]
-  lines = [f"# {report['objective']} · {report['encoder']} · {report['dataset']}", "",
-           "| figure | value |", "|---|---|"]
   rows = [("pretrain steps / epochs", f"{pre['steps']} / {pre['epochs']:.2f}"),
           ("pretrain wall time (s)", _fmt(pre["wall_s"], 1)),
           ("pretrain images/s", _fmt(pre["images_per_s"], 1)),
-          ("devices", pre["devices"]),
+          ("devices", str(pre["devices"])),
           ("final loss", _fmt(pre["final_loss"]))]
   probe = report.get("linear_probe", {})
   if "top1" in probe:
@@ -99,11 +122,83 @@ def markdown(report: dict, plots: list[str]) -> str:
   if "online_probe" in report:
     rows += [("online probe top-1", _fmt(report["online_probe"]["top1"])),
              ("offline − online gap", _fmt(report["online_probe"]["offline_minus_online"]))]
-  rows += [("alignment (lower = views closer)", _fmt(report.get("align"))),
-           ("uniformity (lower = more uniform)", _fmt(report.get("uniform")))]
-  lines += [f"| {name} | {value} |" for name, value in rows]
-  lines += ["", *[f"![{p}]({p})" for p in plots], ""]
+  rows += [("alignment, encoder (lower = views closer)", _fmt(report.get("align"))),
+           ("uniformity, encoder (lower = more uniform)", _fmt(report.get("uniform")))]
+  if isinstance(report.get("projector"), dict):
+    rows += [("alignment, projector", _fmt(report["projector"]["align"])),
+             ("uniformity, projector", _fmt(report["projector"]["uniform"]))]
+  for name, inv in report.get("invariance", {}).items():
+    if isinstance(inv, dict) and "score" in inv:
+      rows.append((f"invariance to {name}: score (cos pair vs random)",
+                   f"{_fmt(inv['score'], 3)} ({_fmt(inv['pair_cos'], 3)} vs "
+                   f"{_fmt(inv['random_cos'], 3)})"))
+  transfer = report.get("transfer", {})
+  if transfer.get("rows"):
+    by = {r["row"]: r["top1"] for r in transfer["rows"]}
+    rows.append((f"transfer to {transfer['dataset']}: linear probe / full fine-tune / from scratch",
+                 " / ".join(_fmt(by.get(k)) for k in ("linear probe", "full fine-tune",
+                                                     "from scratch"))))
+  elif "skipped" in transfer:
+    rows.append(("transfer", transfer["skipped"]))
+  return rows
+
+
+def transfer_table(transfer: dict) -> list[str]:
+  """Markdown lines of the freeze-vs-fine-tune table."""
+  lines = [f"## Transfer to {transfer['dataset']}: freeze vs fine-tune", "",
+           f"{transfer['train_size']} train / {transfer['test_size']} test images resized to "
+           f"{'x'.join(map(str, transfer['image_shape']))}; {transfer['epochs']} epochs, head lr "
+           f"{transfer['lr_head']}, unfrozen encoder lr {transfer['lr_encoder']:g}, "
+           f"{transfer['features']} features; BatchNorm in inference mode.", "",
+           "| setting | stages frozen | trainable encoder params | test top-1 |", "|---|---|---|---|"]
+  for r in transfer["rows"]:
+    k = "–" if r["frozen_stages"] is None else r["frozen_stages"]
+    lines.append(f"| {r['row']} | {k} | {r['trainable_encoder_params']:,} | {_fmt(r['top1'])} |")
+  stages = "; ".join(f"{s}: {', '.join(p) or '(no parameters)'}"
+                     for s, p in transfer["stages"].items())
+  return lines + ["", f"Stages and their parameters: {stages}.", ""]
+
+
+def markdown(report: dict, plots: list[str]) -> str:
+  lines = [f"# {report['objective']} · {report['encoder']} · {report['dataset']}", "",
+           "| figure | value |", "|---|---|"]
+  lines += [f"| {name} | {value} |" for name, value in figure_rows(report)]
+  lines.append("")
+  if report.get("transfer", {}).get("rows"):
+    lines += transfer_table(report["transfer"])
+  lines += [*[f"![{p}]({p})" for p in plots], ""]
   return "\n".join(lines)
+
+
+def evaluation_plots(report: dict, workdir: pathlib.Path) -> list[str]:
+  label = {report["encoder"]: report}
+  made = []
+  if plot_align_uniform(label, workdir / "plots" / "align_uniform.png"):
+    made.append("plots/align_uniform.png")
+  if plot_invariance({report["encoder"]: report.get("invariance")}, workdir / "plots" / "invariance.png"):
+    made.append("plots/invariance.png")
+  if plot_transfer({report["encoder"]: report.get("transfer")}, workdir / "plots" / "transfer.png"):
+    made.append("plots/transfer.png")
+  return made
+
+
+def log_report(writer, report: dict, workdir: pathlib.Path) -> None:
+  """The report's tables and plots as W&B objects (wandb.Table, wandb.Image), when W&B is on."""
+  if getattr(writer, "run", None) is None:
+    return
+  import wandb
+  payload = {"report/figures": wandb.Table(columns=["figure", "value"],
+                                           data=[list(r) for r in figure_rows(report)])}
+  transfer = report.get("transfer", {})
+  if transfer.get("rows"):
+    payload["report/transfer"] = wandb.Table(
+        columns=["setting", "stages_frozen", "trainable_encoder_params", "top1"],
+        data=[[r["row"], r["frozen_stages"], r["trainable_encoder_params"], r["top1"]]
+              for r in transfer["rows"]])
+  for plot in report.get("plots", []):
+    if (pathlib.Path(workdir) / plot).exists():
+      payload[f"plots/{pathlib.Path(plot).stem}"] = wandb.Image(str(pathlib.Path(workdir) / plot))
+  writer.log_artifacts(payload)
 
 
 def write_report(workdir: pathlib.Path, report: dict, extra_plots: list[str] = ()) -> dict:
@@ -111,7 +206,7 @@ def write_report(workdir: pathlib.Path, report: dict, extra_plots: list[str] = (
   workdir = pathlib.Path(workdir)
   (workdir / "plots").mkdir(exist_ok=True)
   plots = (plot_pretraining(workdir) + plot_probes(report, workdir)
-           + [f"plots/{name}" for name in extra_plots])
+           + evaluation_plots(report, workdir) + [f"plots/{name}" for name in extra_plots])
   report["plots"] = plots
   (workdir / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
   (workdir / "report.md").write_text(markdown(report, plots))

@@ -1,15 +1,24 @@
 """Every figure the report holds, computed from a trained state: linear probe (and the raw-pixel
-baseline under the same protocol), kNN, online probe, alignment/uniformity."""
+baseline under the same protocol), kNN, online probe, alignment/uniformity (encoder and projector),
+the invariance probe and, when ``config.transfer.dataset`` is set, freeze-vs-fine-tune transfer.
+
+``evaluate_and_report`` is the one path from a state to a written run directory, shared by
+``python -m ssljax.pretrain`` (after training) and ``python -m ssljax.evaluate`` (from the
+checkpoint), so the two can never disagree about what a report contains.
+"""
 from __future__ import annotations
 
+import pathlib
 import time
 
 import numpy as np
 
 from ssljax.evaluate.features import extract_features, online_probe_logits, variables_of
-from ssljax.evaluate.geometry import align_uniform
+from ssljax.evaluate.geometry import align_uniform, embedding_fn, invariance
 from ssljax.evaluate.knn import knn_accuracy
 from ssljax.evaluate.linear_probe import linear_probe
+from ssljax.evaluate.report import log_report, write_report
+from ssljax.evaluate.transfer import run_transfer
 
 
 def evaluate(exp, state) -> dict:
@@ -18,11 +27,21 @@ def evaluate(exp, state) -> dict:
   variables = variables_of(state)
   results: dict = {}
   t0 = time.perf_counter()
-  geometry = align_uniform(objective, variables, data.test_images, config.views)
-  results["align"], results["uniform"] = geometry.pop("align"), geometry.pop("uniform")
-  results["align_uniform_protocol"] = geometry
+  embed = embedding_fn(objective)
+  geometry = align_uniform(embed, variables, data.test_images, config.views)
+  results["align"], results["uniform"] = geometry["encoder"]["align"], geometry["encoder"]["uniform"]
+  if "projector" in geometry:
+    results["projector"] = geometry["projector"]
+  results["align_uniform_protocol"] = geometry["protocol"]
+  results["invariance"] = invariance(embed, variables, data.test_images, config.views)
+
+  transfer_cfg = config.get("transfer") or {}
+  if transfer_cfg.get("dataset"):
+    results["transfer"] = run_transfer(objective, variables, data.image_shape, config)
+
   if data.train_labels is None or data.test_labels is None:
     results["linear_probe"] = {"skipped": "the dataset has no labels"}
+    results["eval_wall_s"] = time.perf_counter() - t0
     return results
 
   subset = int(config.probe.train_subset) or len(data.train_images)
@@ -53,3 +72,28 @@ def evaluate(exp, state) -> dict:
     results["online_probe"] = {"top1": top1, "offline_minus_online": probe["top1"] - top1}
   results["eval_wall_s"] = time.perf_counter() - t0
   return results
+
+
+def evaluate_and_report(exp, state, workdir: pathlib.Path, pretrain_summary: dict, writer,
+                        is_main: bool = True) -> dict:
+  """Evaluates ``state`` and (on the main process) writes report.json/.md and plots, logs them to
+  W&B and sets the run summary a sweep optimises (``probe/top1``). Returns the report."""
+  config = exp.config
+  report = {"dataset": exp.dataset.name, "objective": config.objective, "encoder": config.encoder,
+            "pretrain": pretrain_summary, **evaluate(exp, state)}
+  if is_main:
+    workdir = pathlib.Path(workdir)
+    (workdir / "plots").mkdir(exist_ok=True)
+    extra = exp.objective.save_plots(variables_of(state), workdir / "plots",
+                                     exp.dataset.test_images[:16])
+    write_report(workdir, report, extra)
+    log_report(writer, report, workdir)
+    probe = report.get("linear_probe", {})
+    invariance_ = report.get("invariance", {})
+    writer.summary({"probe/top1": probe.get("top1"), "probe/top1_ci95": probe.get("top1_ci95"),
+                    "knn/top1": report.get("knn", {}).get("top1"),
+                    "online_probe/top1": report.get("online_probe", {}).get("top1"),
+                    "align": report.get("align"), "uniform": report.get("uniform"),
+                    **{f"invariance/{k}": v["score"] for k, v in invariance_.items()
+                       if isinstance(v, dict) and "score" in v}})
+  return report

@@ -89,7 +89,9 @@ class ResNet(nn.Module):
     x = nn.relu(x)
     if self.stem == "imagenet":
       x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
-    stages = {"stem": x}
+    # "conv1" (the paper's name for the stem) sorts before "stage*": JAX rebuilds dicts in sorted
+    # key order (jit outputs, tree.map), and 'last_stage' probes must still find stage3 last.
+    stages = {"conv1": x}
     for i, num_blocks in enumerate(self.stage_sizes):
       for j in range(num_blocks):
         strides = 2 if i > 0 and j == 0 else 1

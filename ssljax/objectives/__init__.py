@@ -4,6 +4,11 @@ from ssljax.objectives.base import (OBJECTIVES, Objective, Player, build_objecti
 
 # Importing the modules fills the registry.
 from ssljax.objectives import infonce as _infonce  # noqa: F401,E402
+from ssljax.objectives import align_uniform as _align_uniform  # noqa: F401,E402
+from ssljax.objectives import autoencoder as _autoencoder  # noqa: F401,E402
+from ssljax.objectives import denoising_autoencoder as _denoising_autoencoder  # noqa: F401,E402
+from ssljax.objectives import gan as _gan  # noqa: F401,E402
+from ssljax.objectives import supervised as _supervised  # noqa: F401,E402
 
 __all__ = ["OBJECTIVES", "Objective", "Player", "build_objective", "register_objective",
            "select_features"]

@@ -58,6 +58,9 @@ class Objective:
   ``players``; ``features`` (what probes evaluate) defaults to the encoder's output."""
 
   default_config: ClassVar[dict[str, Any]] = {}
+  views_per_image: ClassVar[int] = 1  # encoder passes per dataset image (InfoNCE: 2 views)
+  needs_labels: ClassVar[bool] = False  # True: training reads batch["labels"] (supervised)
+  micro_batching: ClassVar[bool] = False  # True: the loss honours config.micro_batch_size
 
   def __init__(self, config: ml_collections.ConfigDict, encoder: nn.Module,
                image_shape: tuple[int, int, int], num_classes: int):
@@ -68,6 +71,10 @@ class Objective:
     self.num_classes = num_classes
     self.networks: dict[str, nn.Module] = {"encoder": encoder}
     self.probe_features = config.probe.features
+    if config.get("micro_batch_size", 0) and not self.micro_batching:
+      raise UserError(f"objective {config.objective!r} does not support micro_batch_size; "
+                      "micro-batching (gradient caching) is for batch-coupled losses: "
+                      f"{', '.join(n for n in OBJECTIVES.names() if OBJECTIVES[n].micro_batching)}")
     if config.online_probe and num_classes:
       self.networks["online_probe"] = LinearHead(num_classes)
 
@@ -108,15 +115,25 @@ class Objective:
   def players(self) -> list[Player]:
     raise NotImplementedError
 
-  def online_probe_loss(self, params, pooled, stages, labels) -> tuple[jax.Array, dict]:
+  def online_probe_loss(self, params, pooled, stages, labels,
+                        features=None) -> tuple[jax.Array, dict]:
     """A linear head on stop_gradient(features), trained in the same step for free (BYOL's trick):
-    it never changes the encoder, and its accuracy tracks the representation as training goes."""
+    it never changes the encoder, and its accuracy tracks the representation as training goes.
+    ``features``: the probe's input already selected (``probe_input``), e.g. per micro-batch."""
     if "online_probe" not in self.networks:
       return jnp.zeros(()), {}
-    features = jax.lax.stop_gradient(select_features(pooled, stages, self.probe_features))
+    if features is None:
+      features = self.probe_input(pooled, stages)
+    features = jax.lax.stop_gradient(features)
     logits, _ = self.apply("online_probe", params, {}, features, train=False)
     loss = losses.cross_entropy(logits, labels)
     return loss, {"online_probe/loss": loss, "online_probe/acc": losses.accuracy(logits, labels)}
+
+  def probe_input(self, pooled, stages) -> jax.Array | None:
+    """What the online probe reads (None without one): ``probe.features`` of the encoder output."""
+    if "online_probe" not in self.networks:
+      return None
+    return select_features(pooled, stages, self.probe_features)
 
   # --- evaluation ----------------------------------------------------------------------------
   def features(self, variables: dict, images: jax.Array) -> tuple[jax.Array, dict]:
@@ -125,10 +142,10 @@ class Objective:
                         train=False)
     return out
 
-
-  def save_plots(self, variables: dict, plots_dir: pathlib.Path) -> list[str]:
+  def save_plots(self, variables: dict, plots_dir: pathlib.Path, images) -> list[str]:
     """Objective-specific figures for the report (e.g. the GAN's samples, an autoencoder's
-    reconstructions); returns their file names inside ``plots_dir``."""
+    reconstructions of ``images``, a few uint8 test images (N, H, W, C)); returns their file names
+    inside ``plots_dir``."""
     return []
 
 

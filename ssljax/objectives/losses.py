@@ -44,6 +44,37 @@ def uniform_loss(x: jax.Array, t: float = 2) -> jax.Array:
   return jax.nn.logsumexp(values) - jnp.log(n * (n - 1) / 2)
 
 
+def align_uniform(z1: jax.Array, z2: jax.Array, alpha: float = 2, t: float = 2,
+                  align_weight: float = 1.0, unif_weight: float = 1.0) -> jax.Array:
+  """Wang & Isola's objective on L2-normalised features of two views:
+  ``align_weight * align_loss(z1, z2, alpha) + unif_weight * (uniform_loss(z1, t) + uniform_loss(z2, t)) / 2``."""
+  uniform = (uniform_loss(z1, t) + uniform_loss(z2, t)) / 2
+  return align_weight * align_loss(z1, z2, alpha) + unif_weight * uniform
+
+
+def mean_squared_error(predictions: jax.Array, targets: jax.Array) -> jax.Array:
+  """Reconstruction: mean over every element of (prediction - target)^2."""
+  return jnp.mean((predictions.astype(jnp.float32) - targets) ** 2)
+
+
+def binary_cross_entropy_with_logits(logits: jax.Array, targets: jax.Array) -> jax.Array:
+  """Reconstruction of pixels in [0, 1] (soft targets): mean over every element of
+  -[y log sigmoid(l) + (1 - y) log(1 - sigmoid(l))], computed from logits for stability."""
+  return jnp.mean(optax.sigmoid_binary_cross_entropy(logits.astype(jnp.float32), targets))
+
+
+def gan_discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
+  """The discriminator's binary cross-entropy, real = 1 and fake = 0:
+  mean(-log sigmoid(real)) + mean(-log(1 - sigmoid(fake))) (Goodfellow et al. 2014)."""
+  return jnp.mean(jax.nn.softplus(-real_logits)) + jnp.mean(jax.nn.softplus(fake_logits))
+
+
+def gan_generator_loss(fake_logits: jax.Array) -> jax.Array:
+  """The non-saturating generator loss mean(-log sigmoid(D(G(z)))): same fixed point as minimising
+  log(1 - D(G(z))), but strong gradients early on, when the discriminator rejects every sample."""
+  return jnp.mean(jax.nn.softplus(-fake_logits))
+
+
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   """Mean softmax cross-entropy over examples whose label is >= 0 (-1 marks "unlabelled")."""
   valid = labels >= 0

@@ -1,18 +1,29 @@
 """Orbax checkpoints of the whole TrainState (tensorstore data, never pickles).
 
 Resume order, written down once: (1) build the fresh state (its shapes and shardings are the
-restore target), (2) restore the latest complete checkpoint into it, (3) the restored ``step`` fixes
-the data position and every per-step RNG key, so the run continues as if never stopped.
-Orbax writes each save to a temporary directory and renames it when complete, so a kill during a
-save leaves the previous checkpoint intact.
+restore target), (2) restore the latest *readable* checkpoint into it, (3) the restored ``step``
+fixes the data position and every per-step RNG key, so the run continues as if never stopped.
+
+Why a kill cannot break a checkpoint: Orbax writes step N into ``N.orbax-checkpoint-tmp-<time>``
+and renames it to ``N`` only once every file is written (``commit_success.txt`` marks it on
+filesystems without atomic rename). Step listing ignores the temporary names, and
+``cleanup_tmp_directories`` deletes leftovers when the next run starts, so a kill mid-save leaves
+the previous checkpoint as the latest. Tensorstore's OCDBT format checksums what it reads, so a
+damaged file fails loudly on restore; :meth:`Checkpoints.restore_latest` then reports it in one
+line, moves it aside (``N.unreadable``, kept for inspection, invisible to Orbax) and uses the one
+before.
 """
 from __future__ import annotations
 
+import hashlib
 import pathlib
+import sys
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
+from ssljax.errors import UserError
 from ssljax.train.state import TrainState
 
 
@@ -28,7 +39,8 @@ class Checkpoints:
     return self.manager.latest_step()
 
   def save(self, state: TrainState, force: bool = False) -> None:
-    """Starts an asynchronous save (training goes on while it writes)."""
+    """Starts an asynchronous save (training goes on while it writes). Orbax copies the arrays to
+    the host before returning, so the next step may donate the state's buffers."""
     self.manager.save(int(jax.device_get(state.step)), args=ocp.args.StandardSave(state),
                       force=force)
 
@@ -38,6 +50,64 @@ class Checkpoints:
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
     return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
+  def restore_latest(self, template: TrainState) -> tuple[TrainState, int]:
+    """The newest checkpoint that restores, and its step; ``(template, 0)`` when there is none.
+
+    Unreadable newer ones are reported and moved aside once an older one restores (so later saves
+    can reuse their step numbers). When none restores nothing is moved: that is more likely a
+    changed code or config than damage to every checkpoint.
+    """
+    steps = sorted(self.manager.all_steps(), reverse=True)
+    failures = []
+    for step in steps:
+      try:
+        state = self.restore(template, step)
+      except Exception as e:  # tensorstore/orbax raise ValueError, OSError, JSONDecodeError...
+        failures.append((step, f"{type(e).__name__}: {_first_line(e)}"))
+        continue
+      for bad, why in failures:
+        aside = self._move_aside(bad)
+        print(f"warning: checkpoint {self.directory / str(bad)} is unreadable ({why[:300]}); "
+              f"moved it to {aside.name} and resumed from step {step} instead", file=sys.stderr)
+      return state, step
+    if failures:
+      step, why = failures[0]
+      raise UserError(f"no checkpoint in {self.directory} can be restored (step {step}: "
+                      f"{why[:300]}); if the code or config changed, use a new --workdir; to "
+                      f"start this run over, delete {self.directory}")
+    return template, 0
+
+  def _move_aside(self, step: int) -> pathlib.Path:
+    source = self.directory / str(step)
+    target = self.directory / f"{step}.unreadable"
+    n = 1
+    while target.exists():
+      n += 1
+      target = self.directory / f"{step}.unreadable{n}"
+    if jax.process_index() == 0:
+      source.rename(target)
+    self.manager.reload()
+    return target
+
   def close(self) -> None:
     self.manager.wait_until_finished()
     self.manager.close()
+
+
+def _first_line(error: Exception) -> str:
+  text = str(error).strip()
+  return text.splitlines()[0] if text else ""
+
+
+def fingerprint(tree) -> str:
+  """sha256 over a pytree's leaves in key-path order: each leaf's path, dtype, shape and bytes (C
+  order), so two runs' fingerprints match exactly when their values are bit-identical."""
+  h = hashlib.sha256()
+  leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+  for path, leaf in sorted(leaves, key=lambda item: jax.tree_util.keystr(item[0])):
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+      leaf = leaf.addressable_data(0)  # replicated over hosts: every process holds all of it
+    a = np.ascontiguousarray(np.asarray(leaf))
+    h.update(f"{jax.tree_util.keystr(path)}|{a.dtype.str}|{a.shape}|".encode())
+    h.update(a.tobytes())
+  return h.hexdigest()

@@ -15,13 +15,16 @@ import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
 
+from ssljax.config_checks import check_config, check_image_fits
 from ssljax.data.batches import BatchStream
 from ssljax.data.sources import Dataset, load_dataset
+from ssljax.errors import UserError
 from ssljax.models import build_encoder
 from ssljax.objectives import Objective, build_objective
 from ssljax.tracking import MetricsWriter
 from ssljax.train import parallel
-from ssljax.train.checkpoint import Checkpoints
+from ssljax.train import stopping
+from ssljax.train.checkpoint import Checkpoints, fingerprint
 from ssljax.train.optim import build_optimizer
 from ssljax.train.state import TrainState, create_state
 from ssljax.train.step import jit_train_step, make_train_step
@@ -40,13 +43,20 @@ class Experiment:
 
 
 def build_experiment(config: ml_collections.ConfigDict, dataset: Dataset | None = None) -> Experiment:
+  check_config(config)  # before loading anything: a typo costs a second
   dataset = dataset or load_dataset(config.dataset)
   mesh = parallel.make_mesh(config.devices)
   parallel.check_batch_divisible(config.batch_size, mesh)
   dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[config.dtype]
   encoder_args = dict(config.encoders.get(config.encoder, {}))
   encoder = build_encoder(config.encoder, {**encoder_args, "dtype": dtype})
+  check_image_fits(config.encoder, encoder, dataset.image_shape,
+                   {"probe.features": config.probe.features, "knn.features": config.knn.features})
   objective = build_objective(config, encoder, dataset.image_shape, dataset.num_classes)
+  if objective.needs_labels and dataset.train_labels is None:
+    raise UserError(f"objective {config.objective!r} trains on labels, and dataset "
+                    f"{dataset.name!r} has none; give it labelled data (e.g. an npz with a "
+                    "'labels' array) or choose a self-supervised objective")
   stream = BatchStream(dataset.train_images, dataset.train_labels, config.batch_size, config.seed,
                        mesh)
   total_steps = int(config.steps) or max(1, int(round(config.epochs * stream.steps_per_epoch)))
@@ -63,14 +73,35 @@ def initial_state(exp: Experiment) -> TrainState:
 
 def pretrain(exp: Experiment, workdir: pathlib.Path, writer: MetricsWriter) -> tuple[TrainState, dict]:
   """Trains to ``exp.total_steps`` (resuming from the latest checkpoint) and returns the final state
-  and the ``pretrain`` section of the report."""
+  and the ``pretrain`` section of the report. A stop signal ends it with a checkpoint and
+  ``stopping.Preempted``; a NaN/Inf step (``config.nonfinite == "stop"``) with a UserError."""
+  with stopping.catch_stop_signals() as stop:  # a signal during restore or compile counts too
+    return _pretrain(exp, workdir, writer, stop)
+
+
+def _pretrain(exp, workdir, writer, stop: stopping.PreemptionFlag) -> tuple[TrainState, dict]:
   config = exp.config
   checkpoints = Checkpoints(workdir / "checkpoints", keep=config.keep_checkpoints)
-  state = initial_state(exp)
-  start = checkpoints.latest_step() or 0
+  try:
+    state, start = checkpoints.restore_latest(initial_state(exp))
+  except BaseException:
+    checkpoints.close()
+    raise
   if start:
-    state = checkpoints.restore(state)
     print(f"Resuming from the checkpoint at step {start} in {checkpoints.directory}")
+  writer.rewind(start)  # metrics logged after that checkpoint will be logged again
+  players = [p.name for p in exp.objective.players()]
+
+  def check_finite(count) -> None:
+    """Called only where the host reads the device anyway (logging, before a save)."""
+    if count and config.get("nonfinite", "stop") == "stop":
+      raise stopping.nonfinite_error(state.nonfinite, players, config, checkpoints.latest_step(),
+                                     checkpoints.directory)
+
+  def checked_save(force=False) -> None:
+    check_finite(int(jax.device_get(state.nonfinite["count"])))
+    checkpoints.save(state, force=force)
+
   step_fn = jit_train_step(make_train_step(exp.objective.players(), exp.txs),
                            parallel.replicated(exp.mesh), parallel.batch_sharding(exp.mesh),
                            parallel.replicated(exp.mesh))
@@ -89,10 +120,15 @@ def pretrain(exp: Experiment, workdir: pathlib.Path, writer: MetricsWriter) -> t
                             "epoch": done / exp.stream.steps_per_epoch})
         bar.set_postfix(loss=f"{last.get('loss', last.get('total_loss', np.nan)):.4f}",
                         img_s=f"{images_per_s:.0f}")
+        check_finite(last.get("nonfinite_steps", 0))
       if done % config.checkpoint_every == 0 and done < exp.total_steps:
-        checkpoints.save(state)
+        checked_save()
+      if stop.requested(done):
+        if checkpoints.latest_step() != done:
+          checked_save(force=True)
+        raise stopping.Preempted(done, exp.total_steps, checkpoints.directory, stop.signal_name)
     if checkpoints.latest_step() != exp.total_steps:
-      checkpoints.save(state, force=True)
+      checked_save(force=True)
   finally:
     bar.close()
     checkpoints.close()  # waits for an in-flight asynchronous save, even when a step failed
@@ -106,6 +142,9 @@ def pretrain(exp: Experiment, workdir: pathlib.Path, writer: MetricsWriter) -> t
       "images_per_s": timing.images_per_s,
       "final_loss": last.get("loss", last.get("total_loss")),
       "final_metrics": last,
+      "nonfinite_skipped": int(jax.device_get(state.nonfinite["count"])),
+      # Two runs whose final parameters are bit-identical have the same fingerprint.
+      "params_fingerprint": fingerprint(state.params),
   }
   return state, summary
 

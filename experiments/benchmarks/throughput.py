@@ -1,0 +1,116 @@
+"""Train-step throughput of an encoder x objective, with a PyTorch eager reference in the same run.
+
+    python experiments/benchmarks/throughput.py --encoder cnn --objective infonce --batch 128
+    python experiments/benchmarks/throughput.py --encoder resnet18 --batch 128 --input-shape 32,32,3
+
+Prints: compile time; the median time of the compiled step (B dataset images per step; InfoNCE
+turns them into 2B views); model FLOPs per view from XLA's cost analysis; achieved FLOP/s; the
+end-to-end rate (input pipeline + views + step, as the training loop runs it) against the bare step;
+the PyTorch reference (same model, loss, batch, views) and the ratio. The machine is noisy: each
+figure is a median over --steps steps, and the comparison is made within one run. Last line:
+``views_per_s=<float>``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import sys
+import time
+
+
+def parse_args(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("--encoder", default="cnn")
+  p.add_argument("--objective", default="infonce")
+  p.add_argument("--batch", type=int, default=128, help="dataset images per step")
+  p.add_argument("--input-shape", default="28,28,1", help="H,W,C")
+  p.add_argument("--devices", type=int, default=0, help="CPU host devices (0 = one per core)")
+  p.add_argument("--steps", type=int, default=10)
+  p.add_argument("--dtype", default="float32")
+  p.add_argument("--torch", action=argparse.BooleanOptionalAction, default=True,
+                 help="also measure the PyTorch reference (needs the 'bench' extra)")
+  return p.parse_args(argv)
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  shape = tuple(int(v) for v in args.input_shape.split(","))
+  devices = args.devices or os.cpu_count() or 1
+
+  import jax
+  jax.config.update("jax_num_cpu_devices", devices)
+  import numpy as np
+
+  from ssljax.base_config import base_config
+  from ssljax.data.sources import Dataset
+  from ssljax.train import loop, parallel
+  from ssljax.train.step import jit_train_step, make_train_step
+
+  config = base_config()
+  config.encoder, config.objective, config.batch_size = args.encoder, args.objective, args.batch
+  config.steps, config.dtype, config.wandb.mode = 10_000, args.dtype, "disabled"
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (args.batch * 8, *shape), np.uint8)
+  labels = rng.integers(0, 10, len(images)).astype(np.int32)
+  data = Dataset("synthetic", images, labels, images[:64], labels[:64], 10)
+  exp = loop.build_experiment(config, data)
+  state = loop.initial_state(exp)
+  step_fn = jit_train_step(make_train_step(exp.objective.players(), exp.txs),
+                           parallel.replicated(exp.mesh), parallel.batch_sharding(exp.mesh),
+                           parallel.replicated(exp.mesh))
+  batch = exp.stream.batch(0)
+  t0 = time.perf_counter()
+  compiled = step_fn.lower(state, batch).compile()
+  compile_s = time.perf_counter() - t0
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
+  views_per_step = args.batch * exp.objective.views_per_image
+
+  state, m = compiled(state, batch)  # warm-up
+  jax.block_until_ready(m)
+  times = []
+  for _ in range(args.steps):
+    t = time.perf_counter()
+    state, m = compiled(state, batch)
+    jax.block_until_ready(m)
+    times.append(time.perf_counter() - t)
+  step_s = float(np.median(times))
+
+  # End-to-end as the training loop runs it: host batch gather + transfer + dispatch, one sync.
+  def timed_loop(make_batch):
+    nonlocal state
+    t = time.perf_counter()
+    for s in range(args.steps):
+      state, out = compiled(state, make_batch(s))
+    jax.block_until_ready(out)
+    return (time.perf_counter() - t) / args.steps
+  bare_s = timed_loop(lambda s: batch)
+  e2e_s = timed_loop(lambda s: exp.stream.batch(s + 1))
+
+  views_per_s = views_per_step / step_s
+  print(f"encoder={args.encoder} objective={args.objective} batch={args.batch} input={shape} "
+        f"devices={exp.mesh.size} dtype={args.dtype}")
+  print(f"compile_s={compile_s:.2f}")
+  print(f"median_step_ms={step_s * 1e3:.1f} (over {args.steps} steps)")
+  print(f"gflops_per_view={flops / views_per_step / 1e9:.4f} achieved_gflop_s={flops / step_s / 1e9:.1f} "
+        "mfu=n/a (no known peak for this CPU)")
+  print(f"images_per_s bare={args.batch / bare_s:.1f} end_to_end={args.batch / e2e_s:.1f} "
+        f"ratio={bare_s / e2e_s:.3f}")
+  if args.torch and args.objective == "infonce" and args.encoder in ("cnn", "resnet18"):
+    try:
+      sys.path.insert(0, str(pathlib.Path(__file__).parent))
+      import torch_reference
+    except ImportError as e:
+      print(f"torch reference skipped ({e}); install with: pip install -e '.[bench]'")
+    else:
+      ref = torch_reference.measure(args.encoder, args.batch, shape, args.steps,
+                                    threads=os.cpu_count())
+      print(f"torch_views_per_s={ref['views_per_s']:.1f} (threads={ref['threads']}) "
+            f"ratio_vs_torch={views_per_s / ref['views_per_s']:.3f}")
+  print(f"views_per_s={views_per_s:.1f}")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,100 @@
+"""The run directory's guards: one run at a time, writable, and resumed only under a compatible config.
+
+Two runs writing one ``--workdir`` would interleave checkpoints and metrics and silently corrupt
+both, so a run holds an exclusive ``fcntl.flock`` on ``DIR/.lock`` (holding its PID, for the
+message) for as long as it runs. The kernel drops the lock when the process dies, even by
+``kill -9``, so a crash never leaves a stale lock behind. Only the main process locks: on many hosts
+the others share the same directory on purpose.
+
+Rerunning a command resumes from ``DIR/checkpoints``; if the config changed in a way that changes
+what those checkpoints mean (encoder, objective, data, batch size, seed, optimizer, schedule
+length...), resuming would silently produce a run of neither config. The saved ``config.json`` is
+compared with the new one first and the differing keys are shown.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import pathlib
+import tempfile
+from typing import Iterator, Mapping
+
+from ssljax.config_checks import resume_conflicts
+from ssljax.errors import UserError
+
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def claim_workdir(workdir: pathlib.Path, is_main: bool = True) -> Iterator[pathlib.Path]:
+  """Creates ``workdir``, checks it is writable and holds its lock while the block runs."""
+  workdir = pathlib.Path(workdir)
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise UserError(f"cannot create workdir {workdir}: {e.strerror}; choose another --workdir") from None
+  if not is_main:
+    yield workdir
+    return
+  _check_writable(workdir)
+  fd = os.open(workdir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+      if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+        raise
+      pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+      raise UserError(f"{workdir} is in use by another run (pid {pid}); wait for it to finish, "
+                      "or use another --workdir") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    yield workdir
+  finally:
+    os.close(fd)  # closing the descriptor releases the lock; the file stays (unlinking races)
+
+
+def _check_writable(workdir: pathlib.Path) -> None:
+  try:
+    with tempfile.NamedTemporaryFile(dir=workdir, prefix=".write-test-"):
+      pass
+  except OSError as e:
+    raise UserError(f"workdir {workdir} is not writable ({e.strerror}); fix its permissions or "
+                    "choose another --workdir") from None
+
+
+def has_checkpoints(workdir: pathlib.Path) -> bool:
+  directory = pathlib.Path(workdir) / "checkpoints"
+  return directory.is_dir() and any(p.name.isdigit() for p in directory.iterdir())
+
+
+def check_resumable(workdir: pathlib.Path, resolved: Mapping) -> None:
+  """Raises a UserError when ``workdir`` holds checkpoints of a run whose saved config differs from
+  ``resolved`` in a key that may not change on resume."""
+  workdir = pathlib.Path(workdir)
+  saved_path = workdir / "config.json"
+  if not saved_path.exists() or not has_checkpoints(workdir):
+    return  # nothing to resume: the new config simply replaces the old one
+  try:
+    saved = json.loads(saved_path.read_text())
+  except (OSError, ValueError) as e:
+    raise UserError(f"{saved_path} is unreadable ({e}); it describes the checkpoints in "
+                    f"{workdir / 'checkpoints'}: restore it, or use another --workdir") from None
+  new = json.loads(json.dumps(resolved))  # tuples -> lists, as saved
+  conflicts = resume_conflicts(saved, new)
+  if conflicts:
+    shown = "; ".join(conflicts[:8]) + (f"; and {len(conflicts) - 8} more" if len(conflicts) > 8 else "")
+    raise UserError(f"{workdir} holds checkpoints of a run with a different config ({shown}); "
+                    "resuming would mix two runs: rerun with the saved values (see "
+                    f"{saved_path}) or use a new --workdir")
+
+
+def write_config(workdir: pathlib.Path, resolved: Mapping) -> None:
+  """Writes ``config.json`` atomically (a crash mid-write must not leave half a config)."""
+  path = pathlib.Path(workdir) / "config.json"
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text(json.dumps(resolved, indent=2) + "\n")
+  os.replace(tmp, path)

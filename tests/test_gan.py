@@ -1,0 +1,92 @@
+"""The GAN as two players of the generic step: each player's step leaves the other's parameters and
+running statistics bit-identical (and really changes its own, k1 = 2 times for the discriminator);
+one device = two devices; the samples figure."""
+import jax
+import numpy as np
+import optax
+import pytest
+
+from conftest import initial_host_state, load_config, run_steps
+from ssljax.data.sources import load_dataset
+from ssljax.evaluate.features import variables_of
+from ssljax.train import loop
+from ssljax.train.parallel import batch_sharding, replicated
+from ssljax.train.step import jit_train_step, make_train_step
+
+
+@pytest.fixture(scope="module")
+def fmnist():
+  return load_dataset("fashion_mnist")
+
+
+@pytest.fixture(scope="module")
+def gan(fmnist):
+  """The smoke GAN with k1 = 2 discriminator steps per round, and its initial host state."""
+  config = load_config("fmnist_gan", "smoke")
+  config.devices = 1
+  config.objectives.gan.discriminator_steps = 2
+  return loop.build_experiment(config, fmnist), initial_host_state(config, fmnist)
+
+
+def _adam_steps(opt_state) -> set[int]:
+  return {int(c) for _, c in optax.tree_utils.tree_get_all_with_path(opt_state, "count")}
+
+
+def _one_player_step(exp, name):
+  """The generic step built on this player alone: exactly what the full step runs for it."""
+  player = next(p for p in exp.objective.players() if p.name == name)
+  return jit_train_step(make_train_step([player], exp.txs), replicated(exp.mesh),
+                        batch_sharding(exp.mesh), replicated(exp.mesh))
+
+
+def _tree_equal(a, b) -> bool:
+  return all(jax.tree.leaves(jax.tree.map(lambda x, y: np.array_equal(x, y), a, b)))
+
+
+@pytest.mark.parametrize("player,other", [("discriminator", ("generator",)),
+                                          ("generator", ("encoder", "disc_head", "online_probe"))])
+def test_a_players_step_leaves_the_other_players_networks_bit_identical(gan, player, other):
+  exp, before = gan
+  owns = next(p.owns for p in exp.objective.players() if p.name == player)
+  assert not set(owns) & set(other)
+  after, metrics = _one_player_step(exp, player)(before, exp.stream.batch(0))
+  after = jax.device_get(after)
+  for name in other:
+    assert _tree_equal(before.params[name], after.params[name]), name
+    if name in before.batch_stats:
+      assert _tree_equal(before.batch_stats[name], after.batch_stats[name]), name
+  # ... and the step really trained this player's own networks.
+  for name in owns:
+    assert not _tree_equal(before.params[name], after.params[name]), name
+  assert np.isfinite(metrics["loss"])
+  assert _adam_steps(after.opt_states[player]) == {2 if player == "discriminator" else 1}  # k1, k2
+  idle = "generator" if player == "discriminator" else "discriminator"
+  assert _tree_equal(before.opt_states[idle], after.opt_states[idle])
+
+
+def test_players_own_everything_once_with_their_own_optimizers(gan):
+  exp, _ = gan
+  players = {p.name: p for p in exp.objective.players()}
+  assert set(players) == {"discriminator", "generator"}
+  owned = [n for p in players.values() for n in p.owns]
+  assert sorted(owned) == sorted(exp.objective.networks) and len(owned) == len(set(owned))
+  assert "online_probe" in players["discriminator"].owns
+  g = players["generator"].optimizer
+  assert (g.name, g.lr, g.b1) == ("adam", 2e-4, 0.5)
+
+
+def test_same_loss_on_one_and_two_devices(gan, fmnist, tmp_path):
+  config = load_config("fmnist_gan", "smoke")  # k1 = k2 = 1: k1 changes the step, not the state
+  runs = {}
+  for devices in (1, 2):
+    config.devices = devices
+    runs[devices] = run_steps(config, fmnist, 2, initial=gan[1])
+  for a, b in zip(runs[1][0], runs[2][0]):
+    for key in ("discriminator/loss", "generator/loss"):
+      assert np.isfinite(a[key])
+      np.testing.assert_allclose(a[key], b[key], rtol=1e-5, err_msg=key)
+  state = runs[2][1]
+  exp = loop.build_experiment(config, fmnist)
+  assert exp.objective.save_plots(variables_of(state), tmp_path,
+                                  fmnist.test_images[:8]) == ["gan_samples.png"]
+  assert (tmp_path / "gan_samples.png").stat().st_size > 1000
