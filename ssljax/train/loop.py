@@ -12,7 +12,6 @@ import time
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 from tqdm.auto import tqdm
 
 from ssljax.config_checks import check_config, check_image_fits
@@ -118,8 +117,8 @@ def _pretrain(exp, workdir, writer, stop: stopping.PreemptionFlag) -> tuple[Trai
         images_per_s = timing.update(done, config.batch_size)
         writer.write(done, {**last, "images_per_s": images_per_s,
                             "epoch": done / exp.stream.steps_per_epoch})
-        bar.set_postfix(loss=f"{last.get('loss', last.get('total_loss', np.nan)):.4f}",
-                        img_s=f"{images_per_s:.0f}")
+        bar.set_postfix({name: f"{value:.4f}" for name, value in headline_losses(last).items()}
+                        | {"img_s": f"{images_per_s:.0f}"})
         check_finite(last.get("nonfinite_steps", 0))
       if done % config.checkpoint_every == 0 and done < exp.total_steps:
         checked_save()
@@ -140,7 +139,7 @@ def _pretrain(exp, workdir, writer, stop: stopping.PreemptionFlag) -> tuple[Trai
       "resumed_from_step": start,
       "wall_s": timing.wall_s,
       "images_per_s": timing.images_per_s,
-      "final_loss": last.get("loss", last.get("total_loss")),
+      "final_loss": next(iter(headline_losses(last).values()), None),
       "final_metrics": last,
       "nonfinite_skipped": int(jax.device_get(state.nonfinite["count"])),
       # Two runs whose final parameters are bit-identical have the same fingerprint.
@@ -177,3 +176,10 @@ class _Throughput:
     if self.first is None or self.last[1] == self.first[1]:
       return None
     return self.batch_size * (self.last[1] - self.first[1]) / (self.last[0] - self.first[0])
+
+
+def headline_losses(metrics: dict) -> dict[str, float]:
+  """The objective's loss, or each player's (e.g. the GAN's discriminator/loss, generator/loss)."""
+  if "loss" in metrics:
+    return {"loss": metrics["loss"]}
+  return {k: v for k, v in metrics.items() if k.endswith("/loss") and "probe" not in k}
