@@ -1,4 +1,5 @@
-"""InfoNCE on Fashion-MNIST with the flip invariance only: mirror invariance only: the views differ by a horizontal flip, nothing else.
+"""InfoNCE on Fashion-MNIST with the flip invariance only: the two views differ by a horizontal flip,
+nothing else.
 Everything else is the quickstart's (fmnist_infonce.py), so the pair isolates the invariance set.
 
     python -m ssljax.pretrain --config=experiments/fmnist_infonce_flip.py --workdir=runs/infonce_flip

@@ -1,4 +1,4 @@
-"""InfoNCE on Fashion-MNIST with the scale invariance only: scale invariance only: random-resized crops, never mirrored.
+"""InfoNCE on Fashion-MNIST with the scale invariance only: random-resized crops, never mirrored.
 Everything else is the quickstart's (fmnist_infonce.py), so the pair isolates the invariance set.
 
     python -m ssljax.pretrain --config=experiments/fmnist_infonce_scale.py --workdir=runs/infonce_scale

@@ -152,7 +152,7 @@ def wandb_unavailable() -> str | None:
 
 def run_local(sweep: dict, count: int, root: pathlib.Path, dry_run: bool) -> int:
   """Runs the grid one run after another; then the comparison report. Returns an exit code."""
-  from ssljax.report import write_comparison
+  from ssljax.report import _f as _fmt, write_comparison
   out = pathlib.Path(root) / sweep["name"]
   plan = [(params, out / run_name(params)) for params in grid(sweep, count)]
   commands = [expand_command(sweep, params, str(workdir)) for params, workdir in plan]
@@ -177,7 +177,7 @@ def run_local(sweep: dict, count: int, root: pathlib.Path, dry_run: bool) -> int
     document = write_comparison(done, out)
     best = document["runs"][0]
     print(f"comparison of {len(done)} run(s): {out / 'comparison.md'}; best by probe top-1: "
-          f"{best['run']} ({best['probe_top1']})")
+          f"{best['run']} ({_fmt(best['probe_top1'])})")
   if failed:
     print(f"{len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
   return 1 if failed else 0

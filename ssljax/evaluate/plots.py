@@ -20,7 +20,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 def save_figure(fig, path: pathlib.Path) -> None:
   path.parent.mkdir(parents=True, exist_ok=True)
-  fig.tight_layout(), fig.savefig(path, dpi=120), plt.close(fig)
+  # bbox "tight" grows the saved area to hold labels and an outside legend, axes keep their size.
+  fig.savefig(path, dpi=120, bbox_inches="tight"), plt.close(fig)
+
+
+def legend(ax, many: bool) -> None:
+  """Inside for one run; to the right of the axes for many, where it cannot hide a point."""
+  if many:
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+  else:
+    ax.legend(fontsize=7, loc="best")
 
 
 def align_uniform_points(report: dict) -> dict[str, tuple[float, float]]:
@@ -47,12 +56,13 @@ def plot_align_uniform(runs: dict[str, dict], path: pathlib.Path, title: str = "
         x, y = pts[where]
         ax.scatter([x], [y], color=color, marker=marker, s=50,
                    label=f"{label} ({where})" if len(runs) > 1 else where)
-        ax.annotate(label if len(runs) > 1 else where, (x, y), textcoords="offset points",
-                    xytext=(5, 4), fontsize=7)
+        if len(runs) == 1:
+          ax.annotate(where, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
   ax.set_xlabel("uniformity  log E exp(-2‖f(x)-f(y)‖²)  (lower = more uniform)")
   ax.set_ylabel("alignment  E ‖f(v1)-f(v2)‖²  (lower = closer views)")
   ax.set_title(title or "alignment-uniformity plane (better: lower left)")
-  ax.grid(alpha=0.3), ax.legend(fontsize=7, loc="best")
+  ax.grid(alpha=0.3)
+  legend(ax, len(runs) > 1)
   save_figure(fig, path)
   return True
 
@@ -88,7 +98,8 @@ def plot_transfer(runs: dict[str, dict], path: pathlib.Path, title: str = "") ->
   first = next(iter(runs.values()))
   ax.set_title(title or f"freeze vs fine-tune on {first['dataset']} ({first['test_size']} test "
                f"images: 1 image = {1 / max(first['test_size'], 1):.4f})", fontsize=10)
-  ax.grid(alpha=0.3), ax.legend(fontsize=7)
+  ax.grid(alpha=0.3)
+  legend(ax, len(runs) > 1)
   save_figure(fig, path)
   return True
 
@@ -117,6 +128,6 @@ def plot_invariance(runs: dict[str, dict], path: pathlib.Path, title: str = "") 
   ax.set_title(title or "invariance probe: cos(f(x), f(T x)) vs random pairs")
   ax.grid(alpha=0.3, axis="y")
   if len(runs) > 1:
-    ax.legend(fontsize=7)
+    legend(ax, True)
   save_figure(fig, path)
   return True

@@ -216,7 +216,7 @@ def run_transfer(objective, variables: dict, image_shape, config, data: Dataset 
     params = trainer.fit(params, factors, batch_stats, data, int(cfg.epochs), batch_size,
                          int(cfg.seed), sharding)
     after = jax.device_get(params["encoder"])
-    unchanged = all(np.array_equal(a, b) for name in frozen
+    unchanged = all(np.asarray(a).tobytes() == np.asarray(b).tobytes() for name in frozen
                     for a, b in zip(jax.tree.leaves(before[name]), jax.tree.leaves(after[name])))
     trainable = sum(int(np.size(p)) for name, sub in after.items() if name not in frozen
                     for p in jax.tree.leaves(sub))
