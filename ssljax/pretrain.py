@@ -17,7 +17,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from ssljax.errors import UserError
+from ssljax.errors import UserError, run_app
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:arg].",
                                           lock_config=True)
@@ -155,12 +155,7 @@ def entry_point():
   from ssljax.train.stopping import Preempted
   debug = "--debug" in sys.argv or any(a.startswith("--debug=t") for a in sys.argv)
   try:
-    app.run(main)
-  except UserError as e:
-    if debug:
-      raise
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    run_app(main)
   except Preempted as e:
     print(f"{e}; checkpoint saved in {e.checkpoint_dir}. Resume with:\n  {resume_command()}",
           flush=True)

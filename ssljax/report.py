@@ -15,11 +15,10 @@ import json
 import math
 import os
 import pathlib
-import sys
 
-from absl import app, flags
+from absl import flags
 
-from ssljax.errors import UserError
+from ssljax.errors import UserError, run_app
 
 IGNORED_CONFIG = ("wandb.", "log_every", "checkpoint_every", "keep_checkpoints", "cpu_devices")
 
@@ -240,14 +239,7 @@ def define_flags() -> None:
 def entry_point():
   """Runs ``main``; a UserError becomes one line on stderr and exit code 2."""
   define_flags()
-  debug = "--debug" in sys.argv or any(a.startswith("--debug=t") for a in sys.argv)
-  try:
-    app.run(main)
-  except UserError as e:
-    if debug:
-      raise
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  run_app(main)
 
 
 if __name__ == "__main__":

@@ -30,9 +30,9 @@ import subprocess
 import sys
 
 import yaml
-from absl import app, flags
+from absl import flags
 
-from ssljax.errors import UserError
+from ssljax.errors import UserError, run_app
 
 
 def load_sweep(path) -> dict:
@@ -230,14 +230,7 @@ def define_flags() -> None:
 def entry_point():
   """Runs ``main``; a UserError becomes one line on stderr and exit code 2."""
   define_flags()
-  debug = "--debug" in sys.argv or any(a.startswith("--debug=t") for a in sys.argv)
-  try:
-    app.run(main)
-  except UserError as e:
-    if debug:
-      raise
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  run_app(main)
 
 
 if __name__ == "__main__":

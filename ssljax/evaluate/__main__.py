@@ -23,7 +23,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from ssljax.base_config import base_config
-from ssljax.errors import UserError
+from ssljax.errors import UserError, run_app
 
 _CONFIG = config_flags.DEFINE_config_dict("config", base_config(),
                                           "Overrides of the run's config (evaluation settings).")
@@ -160,14 +160,7 @@ def main(argv):
 
 def entry_point():
   """Runs ``main`` and turns a UserError into one line on stderr and exit code 2."""
-  debug = "--debug" in sys.argv or any(a.startswith("--debug=t") for a in sys.argv)
-  try:
-    app.run(main)
-  except UserError as e:
-    if debug:
-      raise
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  run_app(main)
 
 
 if __name__ == "__main__":
