@@ -18,6 +18,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from ssljax.errors import UserError, run_app
+from ssljax.host_memory import reexec_with_tuned_malloc
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:arg].",
                                           lock_config=True)
@@ -152,6 +153,7 @@ def _unknown_config_key(error: Exception) -> str | None:
 def entry_point():
   """Runs ``main``: a UserError becomes one line on stderr and exit code 2; a preemption (SIGTERM,
   SIGINT) after its checkpoint becomes how to resume and exit code 0."""
+  reexec_with_tuned_malloc()  # before jax is imported: see ssljax/host_memory.py
   from ssljax.train.stopping import Preempted
   debug = "--debug" in sys.argv or any(a.startswith("--debug=t") for a in sys.argv)
   try:

@@ -207,4 +207,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+  from ssljax.host_memory import reexec_with_tuned_malloc
+  reexec_with_tuned_malloc()  # as the training CLI does; SSLJAX_MALLOC_TUNING=0 measures without
   main()

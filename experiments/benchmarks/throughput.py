@@ -28,9 +28,41 @@ def parse_args(argv=None):
   p.add_argument("--devices", type=int, default=0, help="CPU host devices (0 = one per core)")
   p.add_argument("--steps", type=int, default=10)
   p.add_argument("--dtype", default="float32")
+  p.add_argument("--profile", type=int, default=0, metavar="K",
+                 help="trace a few steps with the JAX profiler and print the K costliest XLA ops")
   p.add_argument("--torch", action=argparse.BooleanOptionalAction, default=True,
                  help="also measure the PyTorch reference (needs the 'bench' extra)")
   return p.parse_args(argv)
+
+
+# Runtime frames that contain the ops (dispatch, waits, collectives' rendezvous), not ops themselves.
+_NOT_OPS = ("Thunk", "ThreadPool", ".py:", "Pjit", "Execute", "Wait", "Rendezvous")
+
+
+def print_costliest_ops(run_step, top: int, steps: int = 3) -> None:
+  """Traces ``steps`` steps and prints the ``top`` XLA ops by total time (summed over devices)."""
+  import collections
+  import gzip
+  import json
+  import tempfile
+
+  import jax
+  with tempfile.TemporaryDirectory() as trace_dir:
+    jax.profiler.start_trace(trace_dir)
+    for _ in range(steps):
+      out = run_step()
+    jax.block_until_ready(out)
+    jax.profiler.stop_trace()
+    trace = next(pathlib.Path(trace_dir).rglob("*.trace.json.gz"))
+    events = json.load(gzip.open(trace))["traceEvents"]
+  by_op = collections.Counter()
+  for e in events:
+    if e.get("ph") == "X" and not any(k in e["name"] for k in _NOT_OPS):
+      by_op[e["name"]] += e["dur"]
+  total = sum(by_op.values())
+  print(f"profile: {total / steps / 1e3:.1f} ms of XLA ops per step (all devices); costliest:")
+  for name, dur in by_op.most_common(top):
+    print(f"  {dur / steps / 1e3:8.1f} ms {100 * dur / total:5.1f}%  {name}")
 
 
 def main(argv=None):
@@ -86,10 +118,18 @@ def main(argv=None):
       state, out = compiled(state, make_batch(s))
     jax.block_until_ready(out)
     return (time.perf_counter() - t) / args.steps
-  bare_s = timed_loop(lambda s: batch)
-  e2e_s = timed_loop(lambda s: exp.stream.batch(s + 1))
+  # Alternate the two, three rounds each, and compare medians: load drifts on a shared machine.
+  rounds = [(timed_loop(lambda s: batch), timed_loop(lambda s: exp.stream.batch(s + 1)))
+            for _ in range(3)]
+  bare_s, e2e_s = (float(np.median(r)) for r in zip(*rounds))
 
   views_per_s = views_per_step / step_s
+  if args.profile:
+    def one_step():
+      nonlocal state
+      state, out = compiled(state, batch)
+      return out
+    print_costliest_ops(one_step, args.profile)
   print(f"encoder={args.encoder} objective={args.objective} batch={args.batch} input={shape} "
         f"devices={exp.mesh.size} dtype={args.dtype}")
   print(f"compile_s={compile_s:.2f}")
@@ -113,4 +153,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+  from ssljax.host_memory import reexec_with_tuned_malloc
+  reexec_with_tuned_malloc()  # as the training CLI does; SSLJAX_MALLOC_TUNING=0 measures without
   main()

@@ -24,6 +24,7 @@ from ml_collections import config_flags
 
 from ssljax.base_config import base_config
 from ssljax.errors import UserError, run_app
+from ssljax.host_memory import reexec_with_tuned_malloc
 
 _CONFIG = config_flags.DEFINE_config_dict("config", base_config(),
                                           "Overrides of the run's config (evaluation settings).")
@@ -160,6 +161,7 @@ def main(argv):
 
 def entry_point():
   """Runs ``main`` and turns a UserError into one line on stderr and exit code 2."""
+  reexec_with_tuned_malloc()  # before jax is imported: see ssljax/host_memory.py
   run_app(main)
 
 

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from ssljax.errors import UserError
+from ssljax.models.layers import Conv, max_pool
 from ssljax.models.registry import register_encoder
 
 # Smallest side the paper's stem survives: CONV1 must leave 15x15 for three 3x3/2 VALID pools.
@@ -46,7 +47,7 @@ def local_response_norm(x, size: int = 5, k: float = 2.0, alpha: float = 1e-4, b
 
 
 def _pool(x):
-  return nn.max_pool(x, (3, 3), strides=(2, 2))  # overlapping pooling, VALID like the paper
+  return max_pool(x, (3, 3), strides=(2, 2))  # overlapping pooling, VALID like the paper
 
 
 @register_encoder("alexnet")
@@ -71,7 +72,7 @@ class AlexNet(nn.Module):
     if stem == "imagenet" and side < MIN_IMAGENET_SIDE:
       raise UserError(f"alexnet: the imagenet stem needs inputs of at least {MIN_IMAGENET_SIDE}"
                       f"x{MIN_IMAGENET_SIDE}, got {x.shape[1]}x{x.shape[2]}; use stem='small'")
-    conv = lambda i, k, **kw: nn.Conv(self.conv_widths[i], (k, k), dtype=self.dtype,
+    conv = lambda i, k, **kw: Conv(self.conv_widths[i], (k, k), dtype=self.dtype,
                                       name=f"conv{i + 1}", **kw)
     norm = local_response_norm if self.lrn else (lambda y: y)
     stages = {}

@@ -11,6 +11,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from ssljax.models.layers import Conv, max_pool
 from ssljax.models.registry import register_encoder
 
 
@@ -25,12 +26,12 @@ class SmallCNN(nn.Module):
     stages = {}
     x = x.astype(self.dtype)
     for i, width in enumerate(self.widths):
-      x = nn.Conv(width, (3, 3), use_bias=False, dtype=self.dtype, name=f"conv{i}")(x)
+      x = Conv(width, (3, 3), use_bias=False, dtype=self.dtype, name=f"conv{i}")(x)
       x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype,
                        name=f"bn{i}")(x)
       x = nn.relu(x)
       if i in self.pool_after:
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = max_pool(x, (2, 2), strides=(2, 2))
       stages[f"block{i}"] = x
     features = jnp.mean(x, axis=(1, 2))
     return features.astype(jnp.float32), stages

@@ -14,6 +14,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from ssljax.models.layers import Conv
+
 
 def upsampling_plan(height: int, width: int) -> tuple[int, int, int]:
   """(number of stride-2 upsamplings, base height, base width) for a decoder ending at (height,
@@ -49,7 +51,7 @@ class ConvDecoder(nn.Module):
     if upsamples:
       x = nn.ConvTranspose(channels, (4, 4), strides=(2, 2), padding="SAME", dtype=self.dtype)(x)
     else:  # images smaller than 8 pixels: no upsampling, one convolution to the channels
-      x = nn.Conv(channels, (3, 3), dtype=self.dtype)(x)
+      x = Conv(channels, (3, 3), dtype=self.dtype)(x)
     top, left = (x.shape[1] - height) // 2, (x.shape[2] - width) // 2
     return x[:, top:top + height, left:left + width, :].astype(jnp.float32)
 

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 
 from ssljax.errors import UserError
 from ssljax.models.alexnet import local_response_norm
+from ssljax.models.layers import Conv, max_pool
 from ssljax.models.registry import register_encoder
 
 # Table 1: name -> (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj); None = max pool 3x3/2.
@@ -49,7 +50,7 @@ class ConvReLU(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    x = nn.Conv(self.features, (self.kernel, self.kernel), self.strides, padding="SAME",
+    x = Conv(self.features, (self.kernel, self.kernel), self.strides, padding="SAME",
                 use_bias=not self.batch_norm, dtype=self.dtype, name="conv")(x)
     if self.batch_norm:
       x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype,
@@ -72,7 +73,7 @@ class Inception(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     unit = functools.partial(ConvReLU, batch_norm=self.batch_norm, dtype=self.dtype)
-    pooled = nn.max_pool(x, (3, 3), strides=(1, 1), padding="SAME")
+    pooled = max_pool(x, (3, 3), strides=(1, 1), padding="SAME")
     if self.naive:
       b3_in = b5_in = x
       b_pool = pooled  # passes all input channels through: the cost the reductions remove
@@ -108,7 +109,7 @@ class GoogLeNet(nn.Module):
     width = lambda c: max(1, int(c * self.width_multiplier))
     unit = functools.partial(ConvReLU, batch_norm=self.batch_norm, dtype=self.dtype)
     norm = local_response_norm if self.lrn else (lambda y: y)
-    pool = lambda y: nn.max_pool(y, (3, 3), strides=(2, 2), padding="SAME")
+    pool = lambda y: max_pool(y, (3, 3), strides=(2, 2), padding="SAME")
     stages = {}
     x = x.astype(self.dtype)
     if stem == "imagenet":

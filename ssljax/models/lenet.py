@@ -22,10 +22,11 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from ssljax.errors import UserError
+from ssljax.models.layers import Conv, max_pool
 from ssljax.models.registry import register_encoder
 
 _ACTIVATIONS = {"tanh": jnp.tanh, "relu": nn.relu}
-_POOLS = {"avg": nn.avg_pool, "max": nn.max_pool}
+_POOLS = {"avg": nn.avg_pool, "max": max_pool}
 
 
 @register_encoder("lenet5")
@@ -47,11 +48,11 @@ class LeNet5(nn.Module):
       padding = "SAME" if min(x.shape[1:3]) < 32 else "VALID"
     stages = {}
     x = x.astype(self.dtype)
-    x = act(nn.Conv(6, (5, 5), padding=padding, dtype=self.dtype, name="c1")(x))
+    x = act(Conv(6, (5, 5), padding=padding, dtype=self.dtype, name="c1")(x))
     stages["c1"] = x
     x = pool(x, (2, 2), strides=(2, 2))
     stages["s2"] = x
-    x = act(nn.Conv(16, (5, 5), padding="VALID", dtype=self.dtype, name="c3")(x))
+    x = act(Conv(16, (5, 5), padding="VALID", dtype=self.dtype, name="c3")(x))
     stages["c3"] = x
     x = pool(x, (2, 2), strides=(2, 2))
     stages["s4"] = x

@@ -22,6 +22,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from ssljax.models.layers import Conv
 from ssljax.models.registry import register_encoder
 
 # (pointwise output channels, depthwise stride) for the 13 separable blocks of Table 1.
@@ -37,7 +38,7 @@ class MobileNetV1(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    conv = functools.partial(nn.Conv, use_bias=False, padding=1, dtype=self.dtype)
+    conv = functools.partial(Conv, use_bias=False, padding=1, dtype=self.dtype)
     norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
                              dtype=self.dtype)
     width = lambda c: max(1, int(c * self.width_multiplier))

@@ -13,6 +13,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from ssljax.models.layers import Conv, max_pool
 from ssljax.models.registry import register_encoder
 
 
@@ -23,7 +24,7 @@ class BasicBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool):
-    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
+    conv = functools.partial(Conv, use_bias=False, dtype=self.dtype)
     norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
                              dtype=self.dtype)
     y = conv(self.filters, (3, 3), self.strides, padding=1)(x)
@@ -48,7 +49,7 @@ class BottleneckBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool):
-    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
+    conv = functools.partial(Conv, use_bias=False, dtype=self.dtype)
     norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
                              dtype=self.dtype)
     y = nn.relu(norm()(conv(self.filters, (1, 1))(x)))
@@ -79,16 +80,16 @@ class ResNet(nn.Module):
     block_cls = self.block_class()
     x = x.astype(self.dtype)
     if self.stem == "imagenet":
-      x = nn.Conv(self.width, (7, 7), (2, 2), padding=3, use_bias=False, dtype=self.dtype,
+      x = Conv(self.width, (7, 7), (2, 2), padding=3, use_bias=False, dtype=self.dtype,
                   name="stem_conv")(x)
     else:
-      x = nn.Conv(self.width, (3, 3), padding=1, use_bias=False, dtype=self.dtype,
+      x = Conv(self.width, (3, 3), padding=1, use_bias=False, dtype=self.dtype,
                   name="stem_conv")(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype,
                      name="stem_bn")(x)
     x = nn.relu(x)
     if self.stem == "imagenet":
-      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+      x = max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     # "conv1" (the paper's name for the stem) sorts before "stage*": JAX rebuilds dicts in sorted
     # key order (jit outputs, tree.map), and 'last_stage' probes must still find stage3 last.
     stages = {"conv1": x}

@@ -21,6 +21,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from ssljax.errors import UserError
+from ssljax.models.layers import Conv, max_pool
 from ssljax.models.registry import register_encoder
 
 # Convs per stage for each configuration of the paper's Table 1; stage widths are
@@ -45,14 +46,14 @@ class VGG(nn.Module):
     x = x.astype(self.dtype)
     for i, (convs, factor) in enumerate(zip(_CONFIGS[self.depth], _WIDTH_FACTORS)):
       for j in range(convs):
-        x = nn.Conv(self.width * factor, (3, 3), padding=1, dtype=self.dtype,
+        x = Conv(self.width * factor, (3, 3), padding=1, dtype=self.dtype,
                     name=f"conv{i + 1}_{j + 1}")(x)
         if self.batch_norm:
           x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype,
                            name=f"bn{i + 1}_{j + 1}")(x)
         x = nn.relu(x)
       if min(x.shape[1:3]) > 1:  # small inputs: stop halving at 1x1 instead of vanishing
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = max_pool(x, (2, 2), strides=(2, 2))
       stages[f"block{i + 1}"] = x
     if not self.fc_widths:
       return jnp.mean(x, axis=(1, 2)).astype(jnp.float32), stages

@@ -1,0 +1,40 @@
+"""glibc malloc settings under which XLA:CPU steps run up to 1.5x faster; applied by re-executing.
+
+Why: XLA:CPU allocates a step's large buffers anew on every step, and glibc serves every allocation
+above 32 MiB with a fresh ``mmap``. So each step paid one page fault per 4 KiB page of each large
+activation: a third of the small-CNN InfoNCE step (throughput benchmark on 2 cores: 970 views/s
+without, 1460 with). These settings keep large blocks on the heap (``mmap_threshold``), keep freed
+memory for the next step (``trim_threshold``) and back it with transparent huge pages
+(``hugetlb=1``). glibc reads them only at process start, hence the re-exec of the command line,
+once, before anything heavy is imported. They change speed and resident memory, never results.
+
+Set ``SSLJAX_MALLOC_TUNING=0`` to opt out; a ``glibc.malloc`` setting of your own is left alone.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+
+TUNABLES = ("glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=4294967295:"
+            "glibc.malloc.trim_threshold=4294967295")
+
+
+def tuned_environment(env: dict[str, str]) -> dict[str, str] | None:
+  """``env`` with the malloc settings added, or None when there is nothing to change."""
+  if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    return None
+  if env.get("SSLJAX_MALLOC_TUNING", "1") == "0" or "glibc.malloc" in env.get("GLIBC_TUNABLES", ""):
+    return None
+  existing = env.get("GLIBC_TUNABLES")
+  return {**env, "GLIBC_TUNABLES": f"{existing}:{TUNABLES}" if existing else TUNABLES}
+
+
+def reexec_with_tuned_malloc() -> None:
+  """Re-executes this command line with the malloc settings, unless they are already in effect."""
+  env = tuned_environment(dict(os.environ))
+  if env is None or not getattr(sys, "orig_argv", None):
+    return
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)

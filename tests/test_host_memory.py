@@ -1,0 +1,31 @@
+"""The malloc settings are added once, never override a user's own, and can be switched off; a CLI
+re-executed with them produces the same command line."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ssljax import host_memory
+
+glibc_only = pytest.mark.skipif(host_memory.tuned_environment({}) is None,
+                                reason="malloc settings apply to glibc Linux only")
+
+
+@glibc_only
+def test_settings_added_once_and_respect_the_user():
+  env = host_memory.tuned_environment({"GLIBC_TUNABLES": "glibc.rtld.nns=2"})
+  assert env["GLIBC_TUNABLES"] == f"glibc.rtld.nns=2:{host_memory.TUNABLES}"
+  assert host_memory.tuned_environment(env) is None  # already applied: no second re-exec
+  assert host_memory.tuned_environment({"GLIBC_TUNABLES": "glibc.malloc.arena_max=1"}) is None
+  assert host_memory.tuned_environment({"SSLJAX_MALLOC_TUNING": "0"}) is None
+
+
+@glibc_only
+def test_reexec_keeps_the_command_line_and_sets_the_settings():
+  code = ("import os, sys; from ssljax.host_memory import reexec_with_tuned_malloc; "
+          "reexec_with_tuned_malloc(); print(os.environ['GLIBC_TUNABLES'], sys.argv[1:])")
+  env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "SSLJAX_MALLOC_TUNING")}
+  out = subprocess.run([sys.executable, "-c", code, "a", "--b=1"], env=env, capture_output=True,
+                       text=True, check=True).stdout
+  assert out.strip() == f"{host_memory.TUNABLES} ['a', '--b=1']"
