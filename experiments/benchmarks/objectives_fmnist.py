@@ -59,6 +59,7 @@ def run_config(experiment: str, args, seed: int):
   from ssljax.base_config import load_experiment
   c = load_experiment(ROOT / "experiments" / f"{experiment}.py")
   c.steps, c.batch_size, c.seed = args.steps, args.batch, seed
+  c.encoders.cnn.widths = (32, 64, 128, 128)  # one encoder for every row (the quickstart's is wider)
   c.optimizer.warmup_steps = min(int(c.optimizer.warmup_steps), args.steps // 10)
   c.probe.seeds = args.seeds
   c.probe.epochs = args.probe_epochs
