@@ -45,7 +45,7 @@ def _patches(x, kernel_hw, strides, pads):
   return taps[0] if len(taps) == 1 else jnp.concatenate(taps, axis=-1)
 
 
-def _library_forward(x, w, strides) -> bool:
+def _library_forward(w, strides) -> bool:
   kh, kw, cin, _ = w.shape
   return tuple(strides) == (1, 1) and kh * kw > 1 and cin >= _LIBRARY_MIN_CHANNELS
 
@@ -57,7 +57,7 @@ def _gemm(a, b):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _conv2d(x, w, strides, pads):
-  if _library_forward(x, w, strides):
+  if _library_forward(w, strides):
     return lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=_NHWC)
   kh, kw, cin, cout = w.shape
   return _gemm(_patches(x, (kh, kw), strides, pads), w.reshape(kh * kw * cin, cout))
@@ -74,7 +74,7 @@ def _conv2d_bwd(strides, pads, residuals, g):
   # Kernel gradient: patches^T @ g, contracting batch x space (a "TN" GEMM, no transposes).
   dw = lax.dot_general(patches.reshape(-1, kh * kw * cin), g.reshape(-1, cout),
                        (((0,), (0,)), ((), ()))).reshape(w.shape)
-  if _library_forward(x, w, strides):
+  if _library_forward(w, strides):
     _, conv_vjp = jax.vjp(
         lambda x: lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=_NHWC), x)
     (dx,) = conv_vjp(g)
