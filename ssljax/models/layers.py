@@ -127,9 +127,10 @@ def _tile_max_fwd(x, window):
   # The residual is which tap won (first maximum in row-major order, as select-and-scatter picks),
   # not x: comparing a recomputed x with the saved maximum could miss by a rounding and drop the
   # gradient. Ties (constant background after BN + ReLU) are common, so the rule matters.
-  n, ho, kh, wo, kw, c = _tiles(x, window).shape
-  taps = jnp.transpose(_tiles(x, window), (0, 1, 3, 5, 2, 4)).reshape(n, ho, wo, c, kh * kw)
-  return _tile_max(x, window), jnp.argmax(taps, axis=-1).astype(_index_dtype(kh * kw))
+  tiles = _tiles(x, window)
+  n, ho, kh, wo, kw, c = tiles.shape
+  taps = jnp.transpose(tiles, (0, 1, 3, 5, 2, 4)).reshape(n, ho, wo, c, kh * kw)
+  return tiles.max(axis=(2, 4)), jnp.argmax(taps, axis=-1).astype(_index_dtype(kh * kw))
 
 
 def _tile_max_bwd(window, winner, g):
