@@ -90,12 +90,13 @@ def nt_xent(z1, z2, t):
   return F.cross_entropy(logits, targets)
 
 
-def measure(encoder: str, batch: int, input_shape, steps: int = 10, threads: int | None = None) -> dict:
+def measure(encoder: str, batch: int, input_shape, steps: int = 10, threads: int | None = None,
+            cnn_widths=(32, 64, 128, 128)) -> dict:
   """Median seconds per InfoNCE step (2*batch views) of the eager PyTorch reference."""
   if threads:
     torch.set_num_threads(threads)
   h, w, c = input_shape
-  net = {"cnn": SmallCNN, "resnet18": ResNet18}[encoder](c)
+  net = SmallCNN(c, tuple(cnn_widths)) if encoder == "cnn" else ResNet18(c)
   with torch.no_grad():
     _, flat = net(torch.zeros(2, c, h, w))
   projector = nn.Sequential(nn.Linear(net.dim, 512, bias=False), nn.BatchNorm1d(512), nn.ReLU(),
@@ -125,3 +126,18 @@ def measure(encoder: str, batch: int, input_shape, steps: int = 10, threads: int
     times.append(time.perf_counter() - t)
   median = float(np.median(times))
   return {"median_step_s": median, "views_per_s": 2 * batch / median, "threads": torch.get_num_threads()}
+
+
+def gemm_gflop_s(threads: int | None = None, n: int = 2048, repeats: int = 5) -> float:
+  """PyTorch's float32 n x n x n matrix-product rate (the reference's own ceiling on this CPU)."""
+  if threads:
+    torch.set_num_threads(threads)
+  a, b = torch.randn(n, n), torch.randn(n, n)
+  for _ in range(2):
+    a @ b
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    a @ b
+    times.append(time.perf_counter() - t)
+  return 2 * n ** 3 / float(np.median(times)) / 1e9

@@ -1,0 +1,30 @@
+"""The throughput benchmark runs end to end on a tiny CNN and counts a step's FLOPs the same on one
+device and on two (XLA's cost analysis of an SPMD program covers one device's share only)."""
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "experiments" / "benchmarks" / "throughput.py"
+
+
+def run_throughput(devices: int) -> dict:
+  proc = subprocess.run(
+      [sys.executable, str(SCRIPT), "--encoder", "cnn", "--cnn-widths", "8,16", "--batch", "16",
+       "--steps", "2", "--devices", str(devices), "--no-torch"],
+      cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+      text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  lines = proc.stdout.strip().splitlines()
+  assert lines[-1].startswith("views_per_s="), lines
+  return {k: v for line in lines for k, v in re.findall(r"(\w+)=([\d.]+)", line)}
+
+
+def test_throughput_reports_whole_step_flops_on_any_device_count():
+  one, two = run_throughput(1), run_throughput(2)
+  assert one["devices"] == "1" and two["devices"] == "2"
+  assert float(one["views_per_s"]) > 0 and 0 < float(two["mfu"]) < 1
+  # Same model, same global batch: the same work per view, however many devices share it.
+  assert abs(float(two["gflops_per_view"]) / float(one["gflops_per_view"]) - 1) < 0.15
