@@ -122,6 +122,9 @@ def main(argv):
   config = _CONFIG.value
   use_cpu_cores(config)
   report = run(config, workdir)
+  import jax
+  if jax.process_index() != 0:
+    return  # the report and its summary line are process 0's; the others would repeat it
   probe = report.get("linear_probe", {})
   workdir = pathlib.Path(workdir)
   if "top1" in probe:

@@ -96,3 +96,6 @@ def test_two_processes_train_like_one(tmp_path):
   steps = [json.loads(line)["step"] for line in (multi / "metrics.jsonl").read_text().splitlines()]
   assert steps == [2, 4]
   assert sorted(p.name for p in (multi / "checkpoints").iterdir() if p.name.isdigit()) == ["2", "4"]
+  # The summary lines are process 0's: process 1 does not repeat them.
+  assert "linear probe top-1" in (tmp_path / "process0.log").read_text()
+  assert "linear probe top-1" not in (tmp_path / "process1.log").read_text()
