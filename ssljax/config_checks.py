@@ -226,9 +226,12 @@ def flatten(d: Mapping, prefix: str = "") -> dict[str, Any]:
   return out
 
 
-def resume_conflicts(saved: Mapping, new: Mapping) -> list[str]:
-  """'key: saved -> new' for every key that differs and may not change on resume."""
+def resume_conflicts(saved: Mapping, new: Mapping, defaults: Mapping | None = None) -> list[str]:
+  """'key: saved -> new' for every key that differs and may not change on resume. A key the saved
+  config lacks (added to the project after the run started) is no conflict while ``new`` keeps
+  its value from ``defaults``: the run simply predates the option."""
   old, cur = flatten(saved), flatten(new)
+  base = flatten(defaults or {})
   conflicts = []
   for key in sorted(set(old) | set(cur)):
     if key in RESUMABLE_KEYS or key.startswith(RESUMABLE_PREFIXES):
@@ -241,6 +244,8 @@ def resume_conflicts(saved: Mapping, new: Mapping) -> list[str]:
       if name not in saved.get(section, {}) or name not in new.get(section, {}):
         continue
     a, b = old.get(key, _MISSING), cur.get(key, _MISSING)
+    if a is _MISSING and key in base and b == base[key]:
+      continue
     if a != b:
       conflicts.append(f"{key}: {_show(a)} -> {_show(b)}")
   return conflicts

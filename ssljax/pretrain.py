@@ -80,13 +80,16 @@ def run(config, workdir: str | pathlib.Path) -> dict:
 
 
 def _run(config, workdir: pathlib.Path, is_main: bool) -> dict:
+  from ssljax.base_config import base_config
   from ssljax.evaluate.run import evaluate_and_report
   from ssljax.rundir import check_resumable, write_config
   from ssljax.tracking import MetricsWriter
   from ssljax.train.loop import build_experiment, pretrain
 
-  if is_main:
-    check_resumable(workdir, resolved_config(config))  # before loading any data
+  if is_main:  # before loading any data
+    defaults = base_config()
+    defaults.encoder, defaults.objective = config.encoder, config.objective
+    check_resumable(workdir, resolved_config(config), resolved_config(defaults))
   exp = build_experiment(config)
   if is_main:
     write_config(workdir, resolved_config(config))

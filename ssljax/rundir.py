@@ -71,9 +71,11 @@ def has_checkpoints(workdir: pathlib.Path) -> bool:
   return directory.is_dir() and any(p.name.isdigit() for p in directory.iterdir())
 
 
-def check_resumable(workdir: pathlib.Path, resolved: Mapping) -> None:
+def check_resumable(workdir: pathlib.Path, resolved: Mapping, defaults: Mapping | None = None
+                    ) -> None:
   """Raises a UserError when ``workdir`` holds checkpoints of a run whose saved config differs from
-  ``resolved`` in a key that may not change on resume."""
+  ``resolved`` in a key that may not change on resume (keys newer than the run are fine while they
+  keep their ``defaults`` value)."""
   workdir = pathlib.Path(workdir)
   saved_path = workdir / "config.json"
   if not saved_path.exists() or not has_checkpoints(workdir):
@@ -84,7 +86,7 @@ def check_resumable(workdir: pathlib.Path, resolved: Mapping) -> None:
     raise UserError(f"{saved_path} is unreadable ({e}); it describes the checkpoints in "
                     f"{workdir / 'checkpoints'}: restore it, or use another --workdir") from None
   new = json.loads(json.dumps(resolved))  # tuples -> lists, as saved
-  conflicts = resume_conflicts(saved, new)
+  conflicts = resume_conflicts(saved, new, json.loads(json.dumps(defaults or {})))
   if conflicts:
     shown = "; ".join(conflicts[:8]) + (f"; and {len(conflicts) - 8} more" if len(conflicts) > 8 else "")
     raise UserError(f"{workdir} holds checkpoints of a run with a different config ({shown}); "

@@ -14,6 +14,7 @@ import pytest
 
 from conftest import ROOT, load_config
 from ssljax import pretrain as pretrain_cli
+from ssljax.base_config import base_config
 from ssljax.config_checks import check_config
 from ssljax.data.sources import load_dataset
 from ssljax.errors import UserError
@@ -151,6 +152,19 @@ def test_resuming_with_an_incompatible_config_shows_the_keys(smoke_config, tmp_p
                                       r"config \(batch_size: 32 -> 16; optimizer.lr: 0.002 -> "
                                       r"0.001\); resuming would mix two runs"):
     pretrain_cli.run(changed, tmp_path)  # refused before any data is loaded
+
+
+def test_resuming_a_run_older_than_a_config_key(smoke_config, tmp_path):
+  """A run saved before an option existed resumes while the option keeps its default."""
+  saved = pretrain_cli.resolved_config(smoke_config)
+  del saved["micro_batch_size"]
+  (tmp_path / "config.json").write_text(json.dumps(saved))
+  (tmp_path / "checkpoints" / "4").mkdir(parents=True)
+  defaults = pretrain_cli.resolved_config(base_config())
+  check_resumable(tmp_path, pretrain_cli.resolved_config(smoke_config), defaults)  # no error
+  smoke_config.micro_batch_size = 16
+  with pytest.raises(UserError, match=r"micro_batch_size: \(not set\) -> 16"):
+    check_resumable(tmp_path, pretrain_cli.resolved_config(smoke_config), defaults)
 
 
 def test_nonfinite_loss_stops_with_step_metric_and_hint(smoke_config, tmp_path):
