@@ -117,15 +117,20 @@ def measure(encoder: str, batch: int, input_shape, steps: int = 10, threads: int
     opt.step()
     return loss
 
-  for _ in range(2):  # warm-up
-    step()
-  times = []
-  for _ in range(steps):
-    t = time.perf_counter()
-    step()
-    times.append(time.perf_counter() - t)
-  median = float(np.median(times))
+  median = median_seconds(step, steps)
   return {"median_step_s": median, "views_per_s": 2 * batch / median, "threads": torch.get_num_threads()}
+
+
+def median_seconds(fn, repeats: int, warmup: int = 2) -> float:
+  """Median wall time of ``fn()`` over ``repeats`` calls, after ``warmup`` untimed ones."""
+  for _ in range(warmup):
+    fn()
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - t)
+  return float(np.median(times))
 
 
 def gemm_gflop_s(threads: int | None = None, n: int = 2048, repeats: int = 5) -> float:
@@ -133,11 +138,4 @@ def gemm_gflop_s(threads: int | None = None, n: int = 2048, repeats: int = 5) ->
   if threads:
     torch.set_num_threads(threads)
   a, b = torch.randn(n, n), torch.randn(n, n)
-  for _ in range(2):
-    a @ b
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    a @ b
-    times.append(time.perf_counter() - t)
-  return 2 * n ** 3 / float(np.median(times)) / 1e9
+  return 2 * n ** 3 / median_seconds(lambda: a @ b, repeats) / 1e9
