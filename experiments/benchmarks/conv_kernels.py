@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
+
+from timing import median_seconds
 
 # (name, spatial size, input channels, output channels)
 LAYERS = (
@@ -24,18 +25,6 @@ LAYERS = (
     ("resnet18 stage 2 (16x16, 128->128)", 16, 128, 128),
     ("resnet18 stage 3 (8x8, 256->256)", 8, 256, 256),
 )
-
-
-def median_seconds(fn, repeats: int) -> float:
-  import numpy as np
-  fn()
-  fn()
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t)
-  return float(np.median(times))
 
 
 def main(argv=None):

@@ -19,6 +19,8 @@ import pathlib
 import sys
 import time
 
+from timing import median_seconds
+
 
 def parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -79,18 +81,12 @@ def measured_gemm_gflop_s(mesh, n: int = 2048, repeats: int = 5) -> float:
   """float32 GEMM rate with every device of ``mesh`` multiplying its own n x n pair at once."""
   import jax
   import jax.numpy as jnp
-  import numpy as np
   from jax.sharding import NamedSharding, PartitionSpec
   sharding = NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))
   a = jax.device_put(jnp.ones((mesh.size, n, n), jnp.float32), sharding)
   matmul = jax.jit(lambda a: a @ a, out_shardings=sharding)
-  jax.block_until_ready(matmul(a))
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    jax.block_until_ready(matmul(a))
-    times.append(time.perf_counter() - t)
-  return 2 * n ** 3 * mesh.size / float(np.median(times)) / 1e9
+  return 2 * n ** 3 * mesh.size / median_seconds(lambda: jax.block_until_ready(matmul(a)),
+                                                 repeats) / 1e9
 
 
 def main(argv=None):
@@ -132,15 +128,11 @@ def main(argv=None):
   flops = exp.mesh.size * float(cost.get("flops", float("nan"))) if cost else float("nan")
   views_per_step = args.batch * exp.objective.views_per_image
 
-  state, m = compiled(state, batch)  # warm-up
-  jax.block_until_ready(m)
-  times = []
-  for _ in range(args.steps):
-    t = time.perf_counter()
-    state, m = compiled(state, batch)
-    jax.block_until_ready(m)
-    times.append(time.perf_counter() - t)
-  step_s = float(np.median(times))
+  def one_step():
+    nonlocal state
+    state, out = compiled(state, batch)
+    return jax.block_until_ready(out)
+  step_s = median_seconds(one_step, args.steps, warmup=1)
 
   # End-to-end as the training loop runs it: host batch gather + transfer + dispatch, one sync.
   def timed_loop(make_batch):
@@ -157,10 +149,6 @@ def main(argv=None):
 
   views_per_s = views_per_step / step_s
   if args.profile:
-    def one_step():
-      nonlocal state
-      state, out = compiled(state, batch)
-      return out
     print_costliest_ops(one_step, args.profile)
   peak = measured_gemm_gflop_s(exp.mesh)
   widths = f" widths={','.join(map(str, cnn_widths))}" if args.encoder == "cnn" else ""

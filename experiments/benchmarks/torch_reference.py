@@ -7,12 +7,12 @@ crop). Needs the optional extra: pip install -e '.[bench]'.
 from __future__ import annotations
 
 import math
-import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from timing import median_seconds
 
 
 def conv_bn_relu(cin, cout, stride=1):
@@ -119,18 +119,6 @@ def measure(encoder: str, batch: int, input_shape, steps: int = 10, threads: int
 
   median = median_seconds(step, steps)
   return {"median_step_s": median, "views_per_s": 2 * batch / median, "threads": torch.get_num_threads()}
-
-
-def median_seconds(fn, repeats: int, warmup: int = 2) -> float:
-  """Median wall time of ``fn()`` over ``repeats`` calls, after ``warmup`` untimed ones."""
-  for _ in range(warmup):
-    fn()
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t)
-  return float(np.median(times))
 
 
 def gemm_gflop_s(threads: int | None = None, n: int = 2048, repeats: int = 5) -> float:
