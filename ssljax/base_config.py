@@ -57,6 +57,9 @@ def base_config() -> ml_collections.ConfigDict:
       schedule="cosine", warmup_steps=200, final_lr_fraction=0.0, grad_clip=0.0)
 
   c.online_probe = True   # linear head on stop_gradient(features), trained in the same step
+  # What the online probe reads. Fixed by training (it sizes the head), so probe.features can
+  # change at evaluation time and the checkpoint still restores.
+  c.online_probe_features = "pooled"
   c.probe = dict(
       # Which representation probes read: 'pooled' (encoder output), 'last_stage' (its final map,
       # flattened) or a stage name. On small images the flattened map keeps spatial layout that
@@ -65,6 +68,12 @@ def base_config() -> ml_collections.ConfigDict:
       epochs=30, batch_size=1024, val_fraction=0.1,
       lrs=(1e-3, 3e-3), weight_decays=(1e-5, 1e-3),
       seeds=3, raw_pixel_baseline=True,
+      # More representations probed the same way, besides `features` and `pooled` (always probed:
+      # the standard protocol reads it), e.g. ("last_stage",).
+      extra_features=(),
+      # The same probes and kNN on the untrained encoder (same architecture, seed and init): the
+      # control every gain is measured against. Costs one more evaluation; off for big encoders.
+      random_init=True,
       train_subset=0,      # > 0: probe on the first N training images only (smoke runs)
   )
   c.knn = dict(k=200, temperature=0.1, features="pooled")

@@ -142,10 +142,21 @@ def check_config(config) -> None:
   p.number("log_every", integer=True, low=1)
   p.number("checkpoint_every", integer=True, low=1)
   p.number("keep_checkpoints", integer=True, low=1)
-  for key in ("probe.features", "knn.features"):
+  for key in ("probe.features", "knn.features", "online_probe_features"):
     value = p.get(key)
     if value is not None and (not isinstance(value, str) or not value):
       p.items.append(f"{key} must be 'pooled', 'last_stage' or a stage name, got {value!r}")
+  extra = p.get("probe.extra_features")
+  if extra is not None and (isinstance(extra, str)
+                            or not all(isinstance(v, str) and v for v in extra)):
+    p.items.append("probe.extra_features must be a tuple of feature names, e.g. "
+                   f"('last_stage',), got {extra!r}")
+  for key in ("probe.lrs", "probe.weight_decays"):
+    grid = p.get(key)
+    if grid is not None and (isinstance(grid, (str, int, float)) or len(grid) == 0
+                             or not all(isinstance(v, (int, float)) and v >= 0 for v in grid)):
+      p.items.append(f"{key} must be a non-empty tuple of numbers >= 0 (the probe's grid), "
+                     f"got {grid!r}")
   p.number("probe.epochs", integer=True, low=0)
   p.number("probe.batch_size", integer=True, low=1)
   p.number("probe.seeds", integer=True, low=1)

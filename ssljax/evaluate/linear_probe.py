@@ -69,14 +69,21 @@ def standardize(train: np.ndarray, *others: np.ndarray):
   return [(a - mean) / std for a in (train, *others)]
 
 
+def validation_split(n: int, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+  """(validation indices, fit indices) of a train split of ``n`` images: the one split every
+  validation figure (probe hyperparameters, kNN, the quickstart search) is measured on. Seeded and
+  independent of the features, so every run and every representation shares it."""
+  order = np.random.default_rng(0).permutation(n)
+  n_val = max(1, int(round(val_fraction * n)))
+  return order[:n_val], order[n_val:]
+
+
 def linear_probe(train_x, train_y, test_x, test_y, num_classes, probe_config) -> dict:
   """Runs the whole protocol; returns the ``linear_probe`` section of the report."""
   cfg = probe_config
   fit = functools.partial(fit_linear, num_classes=num_classes, epochs=int(cfg.epochs),
                           batch_size=int(cfg.batch_size))
-  order = np.random.default_rng(0).permutation(len(train_x))
-  n_val = max(1, int(round(cfg.val_fraction * len(train_x))))
-  val_idx, fit_idx = order[:n_val], order[n_val:]
+  val_idx, fit_idx = validation_split(len(train_x), cfg.val_fraction)
   fit_x, val_x = standardize(train_x[fit_idx], train_x[val_idx])
   fit_x, fit_y = jnp.asarray(fit_x), jnp.asarray(train_y[fit_idx])
   grid = []

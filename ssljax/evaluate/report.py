@@ -54,20 +54,40 @@ def plot_pretraining(workdir: pathlib.Path) -> list[str]:
 
 
 def plot_probes(report: dict, workdir: pathlib.Path) -> list[str]:
-  bars = [(name, report[key]["top1"], report[key].get("top1_ci95"))
-          for name, key in (("raw pixels", "raw_pixel_probe"), ("linear probe", "linear_probe"),
-                            ("kNN", "knn"), ("online probe", "online_probe"))
-          if isinstance(report.get(key), dict) and "top1" in report[key]]
+  """Test top-1 of every probe, the untrained encoder's beside it in grey where it was measured."""
+  control = report.get("random_init", {})
+  bars = []  # (label, trained section, untrained section or None)
+  if isinstance(report.get("raw_pixel_probe"), dict):
+    bars.append(("raw pixels", report["raw_pixel_probe"], None))
+  for name, probe in report.get("linear_probes", {}).items():
+    bars.append((f"linear ({name})", probe, control.get("linear_probes", {}).get(name)))
+  if not report.get("linear_probes") and "top1" in report.get("linear_probe", {}):
+    bars.append(("linear probe", report["linear_probe"], None))
+  for label, key in (("kNN", "knn"), ("online probe", "online_probe")):
+    if isinstance(report.get(key), dict) and "top1" in report[key]:
+      bars.append((label, report[key], control.get(key)))
   if not bars:
     return []
-  fig, ax = plt.subplots(figsize=(6, 3.5))
-  errs = [0 if e is None or math.isnan(e) else e for _, _, e in bars]
-  ax.bar([b[0] for b in bars], [b[1] for b in bars], yerr=errs, capsize=4, color="tab:blue")
-  for i, (_, v, _) in enumerate(bars):
-    ax.text(i, v + 0.005, f"{v:.3f}", ha="center", va="bottom")
-  low = min(v for _, v, _ in bars)
-  ax.set_ylim(max(0.0, low - 0.1), 1.0), ax.set_ylabel("test top-1")
+  import numpy as np
+  fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(bars)), 3.5))
+  x = np.arange(len(bars))
+  width = 0.38
+  err = lambda s: 0 if s.get("top1_ci95") is None or math.isnan(s["top1_ci95"]) else s["top1_ci95"]
+  values = [b[1]["top1"] for b in bars]
+  ax.bar(x - width / 2, values, width, yerr=[err(b[1]) for b in bars], capsize=3,
+         color="tab:blue", label="pretrained")
+  with_control = [(i, b[2]) for i, b in enumerate(bars) if b[2] and "top1" in b[2]]
+  if with_control:
+    ax.bar([i + width / 2 for i, _ in with_control], [c["top1"] for _, c in with_control], width,
+           color="tab:gray", label="untrained encoder")
+    values += [c["top1"] for _, c in with_control]
+  for i, (_, section, _) in enumerate(bars):
+    ax.text(i - width / 2, section["top1"] + 0.004, f"{section['top1']:.3f}", ha="center",
+            va="bottom", fontsize=7)
+  ax.set_xticks(x, [b[0] for b in bars], fontsize=8)
+  ax.set_ylim(max(0.0, min(values) - 0.1), 1.0), ax.set_ylabel("test top-1")
   ax.set_title(f"{report['objective']} / {report['encoder']} on {report['dataset']}")
+  ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
   fig.tight_layout(), fig.savefig(workdir / "plots" / "probe_accuracy.png", dpi=120), plt.close(fig)
   return ["plots/probe_accuracy.png"]
 
@@ -94,6 +114,26 @@ def save_image_grid(path: pathlib.Path, rows: dict[str, "np.ndarray"], title: st
   fig.tight_layout(), fig.savefig(path, dpi=100), plt.close(fig)
 
 
+def _versus(trained: dict | None, untrained: dict | None) -> str:
+  """The suffix ' — untrained encoder Y (+Z)': a figure beside the untrained encoder's."""
+  if not trained or not untrained or untrained.get("top1") is None:
+    return ""
+  return f" — untrained encoder {_fmt(untrained['top1'])} ({trained['top1'] - untrained['top1']:+.4f})"
+
+
+def headline(report: dict) -> str | None:
+  """The first line of report.md: the headline probe and kNN against the untrained encoder."""
+  probe, knn = report.get("linear_probe", {}), report.get("knn", {})
+  if "top1" not in probe:
+    return None
+  control = report.get("random_init", {})
+  line = f"**linear probe ({probe['features']}): {_fmt(probe['top1'])}"
+  line += _versus(probe, control.get("linear_probe"))
+  if "top1" in knn:
+    line += f"; kNN ({knn['features']}): {_fmt(knn['top1'])}" + _versus(knn, control.get("knn"))
+  return line + "**"
+
+
 def figure_rows(report: dict) -> list[tuple[str, str]]:
   """(figure, value) rows of the report's main table; also the W&B table."""
   pre = report["pretrain"]
@@ -103,12 +143,17 @@ def figure_rows(report: dict) -> list[tuple[str, str]]:
           ("devices", str(pre["devices"])),
           ("final loss", _fmt(pre["final_loss"]))]
   probe = report.get("linear_probe", {})
+  control = report.get("random_init", {})
   if "top1" in probe:
-    rows += [(f"linear probe top-1 ({probe['features']} features, {probe['seeds']} seeds, 95% CI)",
-              _pm(probe)),
-             ("linear probe top-5", _pm(probe, "top5") if "top5" in probe else "–"),
+    rows.append((f"linear probe top-1 ({probe['features']} features, {probe['seeds']} seeds, 95% CI)",
+                 _pm(probe) + _versus(probe, control.get("linear_probe"))))
+    rows += [("linear probe top-5", _pm(probe, "top5") if "top5" in probe else "–"),
              ("probe validation top-1 (chose lr, wd)",
               f"{_fmt(probe['val_top1'])} (lr={probe['chosen']['lr']}, wd={probe['chosen']['wd']})")]
+    for name, other in report.get("linear_probes", {}).items():
+      if name != probe["features"]:
+        rows.append((f"linear probe top-1 ({name} features)",
+                     _pm(other) + _versus(other, control.get("linear_probes", {}).get(name))))
   elif probe:
     rows.append(("linear probe", probe.get("skipped", "–")))
   if "raw_pixel_probe" in report:
@@ -118,7 +163,9 @@ def figure_rows(report: dict) -> list[tuple[str, str]]:
   if "knn" in report:
     knn = report["knn"]
     rows.append((f"kNN top-1 (k={knn['k']}, τ={knn['temperature']}, {knn['features']})",
-                 _fmt(knn["top1"])))
+                 _fmt(knn["top1"]) + _versus(knn, control.get("knn"))))
+    if "val_top1" in knn:
+      rows.append(("kNN validation top-1", _fmt(knn["val_top1"])))
   if "online_probe" in report:
     rows += [("online probe top-1", _fmt(report["online_probe"]["top1"])),
              ("offline − online gap", _fmt(report["online_probe"]["offline_minus_online"]))]
@@ -160,8 +207,10 @@ def transfer_table(transfer: dict) -> list[str]:
 
 
 def markdown(report: dict, plots: list[str]) -> str:
-  lines = [f"# {report['objective']} · {report['encoder']} · {report['dataset']}", "",
-           "| figure | value |", "|---|---|"]
+  lines = [f"# {report['objective']} · {report['encoder']} · {report['dataset']}", ""]
+  if headline(report):
+    lines += [headline(report), ""]
+  lines += ["| figure | value |", "|---|---|"]
   lines += [f"| {name} | {value} |" for name, value in figure_rows(report)]
   lines.append("")
   if report.get("transfer", {}).get("rows"):

@@ -11,14 +11,82 @@ from __future__ import annotations
 import pathlib
 import time
 
+import jax
 import numpy as np
 
 from ssljax.evaluate.features import extract_features, online_probe_logits, variables_of
 from ssljax.evaluate.geometry import align_uniform, embedding_fn, invariance
-from ssljax.evaluate.knn import knn_accuracy
+from ssljax.evaluate.knn import knn_report
 from ssljax.evaluate.linear_probe import linear_probe
 from ssljax.evaluate.report import log_report, write_report
 from ssljax.evaluate.transfer import run_transfer
+from ssljax.objectives.base import init_keys
+
+
+def probed_features(config) -> list[str]:
+  """The representations the linear probe reads: ``probe.features`` (the headline) first, then
+  ``probe.extra_features``, and ``pooled`` always (the standard protocol's)."""
+  names = [config.probe.features, *config.probe.get("extra_features", ()), "pooled"]
+  return list(dict.fromkeys(names))
+
+
+def probe_figures(exp, variables, train_images, train_labels, extra=()) -> tuple[dict, dict]:
+  """(report sections ``linear_probe`` (headline features), ``linear_probes`` (every probed
+  representation) and ``knn``, the test features) of the encoder with ``variables``. One
+  representation's features are held at a time besides the test ones asked for in ``extra``: a
+  flattened final map of 60k images is gigabytes."""
+  config, data = exp.config, exp.dataset
+  probes = {}
+  kept_test = {}
+  for name in dict.fromkeys([*probed_features(config), config.knn.features]):
+    which = [name]
+    train_f = extract_features(exp.objective, variables, train_images, exp.mesh, which,
+                               desc=f"train features ({name})")[name]
+    test_f = extract_features(exp.objective, variables, data.test_images, exp.mesh, which,
+                              desc=f"test features ({name})")[name]
+    if name in probed_features(config):
+      probe = linear_probe(train_f, train_labels, test_f, data.test_labels, data.num_classes,
+                           config.probe)
+      probes[name] = {**probe, "features": name}
+    if name == config.knn.features:
+      knn = knn_report(train_f, train_labels, test_f, data.test_labels, data.num_classes,
+                       config.knn.k, config.knn.temperature, config.probe.val_fraction)
+      knn["features"] = name
+    if name in extra:
+      kept_test[name] = test_f
+    del train_f, test_f
+  for name in extra:
+    if name not in kept_test:
+      kept_test[name] = extract_features(exp.objective, variables, data.test_images, exp.mesh,
+                                         [name], desc=f"test features ({name})")[name]
+  sections = {"linear_probe": probes[config.probe.features],
+              "linear_probes": {name: {k: p[k] for k in SUMMARY_KEYS if k in p}
+                                for name, p in probes.items()},
+              "knn": knn}
+  return sections, kept_test
+
+
+SUMMARY_KEYS = ("top1", "top1_ci95", "val_top1", "chosen", "seeds", "feature_dim", "features")
+
+
+def untrained_variables(exp) -> dict:
+  """The encoder (and heads) exactly as the run initialised them, before any training: the same
+  architecture, seed and initialisation key as the run's first state."""
+  sample = jax.numpy.zeros((2, *exp.dataset.image_shape), jax.numpy.float32)
+  return jax.jit(lambda: exp.objective.init(init_keys(exp.config.seed)[0], sample))()
+
+
+def gains(trained: dict, untrained: dict) -> dict:
+  """What pretraining added over the untrained encoder, per figure (test and validation top-1)."""
+  diff = lambda a, b, key: None if a.get(key) is None or b.get(key) is None else a[key] - b[key]
+  return {
+      "linear_probe": diff(trained["linear_probe"], untrained["linear_probe"], "top1"),
+      "linear_probe_val": diff(trained["linear_probe"], untrained["linear_probe"], "val_top1"),
+      "knn": diff(trained["knn"], untrained["knn"], "top1"),
+      "knn_val": diff(trained["knn"], untrained["knn"], "val_top1"),
+      "linear_probes": {name: diff(p, untrained["linear_probes"][name], "top1")
+                        for name, p in trained["linear_probes"].items()},
+  }
 
 
 def evaluate(exp, state) -> dict:
@@ -46,14 +114,9 @@ def evaluate(exp, state) -> dict:
 
   subset = int(config.probe.train_subset) or len(data.train_images)
   train_images, train_labels = data.train_images[:subset], data.train_labels[:subset]
-  which = sorted({config.probe.features, config.knn.features})
-  train_f = extract_features(objective, variables, train_images, exp.mesh, which, desc="train features")
-  test_f = extract_features(objective, variables, data.test_images, exp.mesh, which, desc="test features")
-
-  probe = linear_probe(train_f[config.probe.features], train_labels,
-                       test_f[config.probe.features], data.test_labels, data.num_classes, config.probe)
-  probe["features"] = config.probe.features
-  results["linear_probe"] = probe
+  trained, test_f = probe_figures(exp, variables, train_images, train_labels,
+                                  extra=(config.get("online_probe_features", "pooled"),))
+  results.update(trained)
 
   if config.probe.raw_pixel_baseline:
     flat = lambda a: a.reshape(len(a), -1).astype(np.float32) / 255.0
@@ -61,15 +124,17 @@ def evaluate(exp, state) -> dict:
                        data.num_classes, config.probe)
     results["raw_pixel_probe"] = {k: raw[k] for k in ("top1", "top1_ci95", "val_top1", "chosen")}
 
-  results["knn"] = knn_accuracy(train_f[config.knn.features], train_labels,
-                                test_f[config.knn.features], data.test_labels, data.num_classes,
-                                k=config.knn.k, temperature=config.knn.temperature)
-  results["knn"]["features"] = config.knn.features
-
   if "online_probe" in state.params:
-    logits = online_probe_logits(objective, variables, test_f[config.probe.features])
+    logits = online_probe_logits(objective, variables,
+                                 test_f[config.get("online_probe_features", "pooled")])
     top1 = float(np.mean(np.argmax(logits, -1) == data.test_labels))
-    results["online_probe"] = {"top1": top1, "offline_minus_online": probe["top1"] - top1}
+    results["online_probe"] = {"top1": top1, "features": config.get("online_probe_features", "pooled"),
+                               "offline_minus_online": results["linear_probe"]["top1"] - top1}
+  del test_f
+  if config.probe.get("random_init", True):
+    untrained, _ = probe_figures(exp, untrained_variables(exp), train_images, train_labels)
+    results["random_init"] = untrained
+    results["gain"] = gains(trained, untrained)
   results["eval_wall_s"] = time.perf_counter() - t0
   return results
 

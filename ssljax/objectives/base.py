@@ -40,6 +40,13 @@ class Player:
   steps: int = 1
 
 
+def init_keys(seed: int) -> tuple[jax.Array, jax.Array]:
+  """(the key every network is initialised from, the key training's randomness folds from) of a
+  run's seed: one definition, so the untrained-encoder control is the run's own initialisation."""
+  init_key, train_key = jax.random.split(jax.random.PRNGKey(seed))
+  return init_key, train_key
+
+
 def select_features(pooled: jax.Array, stages: Mapping[str, jax.Array], which: str) -> jax.Array:
   """The representation a probe reads: ``pooled`` (the encoder's (B, D) output), ``last_stage``
   (its final feature map, flattened) or any stage name, flattened."""
@@ -70,7 +77,9 @@ class Objective:
     self.image_shape = tuple(image_shape)
     self.num_classes = num_classes
     self.networks: dict[str, nn.Module] = {"encoder": encoder}
-    self.probe_features = config.probe.features
+    # Fixed at training time (it sets the head's input size), and not probe.features: evaluation
+    # settings may change after training and the checkpoint must still restore.
+    self.probe_features = config.get("online_probe_features", "pooled")
     if config.get("micro_batch_size", 0) and not self.micro_batching:
       raise UserError(f"objective {config.objective!r} does not support micro_batch_size; "
                       "micro-batching (gradient caching) is for batch-coupled losses: "

@@ -50,7 +50,10 @@ def build_experiment(config: ml_collections.ConfigDict, dataset: Dataset | None 
   encoder_args = dict(config.encoders.get(config.encoder, {}))
   encoder = build_encoder(config.encoder, {**encoder_args, "dtype": dtype})
   check_image_fits(config.encoder, encoder, dataset.image_shape,
-                   {"probe.features": config.probe.features, "knn.features": config.knn.features})
+                   {"probe.features": config.probe.features, "knn.features": config.knn.features,
+                    "online_probe_features": config.get("online_probe_features", "pooled"),
+                    **{f"probe.extra_features[{i}]": name
+                       for i, name in enumerate(config.probe.get("extra_features", ()))}})
   objective = build_objective(config, encoder, dataset.image_shape, dataset.num_classes)
   if objective.needs_labels and dataset.train_labels is None:
     raise UserError(f"objective {config.objective!r} trains on labels, and dataset "

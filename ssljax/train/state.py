@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ssljax.objectives.base import Objective
+from ssljax.objectives.base import Objective, init_keys
 
 
 @flax.struct.dataclass
@@ -27,7 +27,7 @@ class TrainState:
 def create_state(objective: Objective, txs: dict[str, optax.GradientTransformation], seed: int,
                  sample_images: jax.Array) -> TrainState:
   """Initialises every network and every player's optimizer (call under jit)."""
-  init_key, train_key = jax.random.split(jax.random.PRNGKey(seed))
+  init_key, train_key = init_keys(seed)
   variables = objective.init(init_key, sample_images)
   params = variables["params"]
   opt_states: dict[str, Any] = {}

@@ -1,0 +1,162 @@
+"""The validation search behind the quickstart's defaults: pretrain variants, score them on the
+probe's validation split only, and keep a log.
+
+    python experiments/benchmarks/quickstart_search.py --variant base --variant jitter \
+        [--set NAME=KEY=VALUE,KEY=VALUE ...] [--out runs/quickstart_search]
+
+Each variant is ``experiments/fmnist_infonce.py`` with config overrides (``VARIANTS`` below, or
+``--set``). Its pretraining is an ordinary run directory (resumable); the figures are computed on
+a validation split carved from train with the linear probe's own split (seeded, ``val_fraction``):
+
+- ``pooled_val``: linear probe on the pooled features, fit on the rest of train, top-1 on validation
+  (the lr/wd grid's best, i.e. the figure that chooses the probe's hyperparameters);
+- ``knn_val``: kNN (k, temperature of ``config.knn``) of each validation image among the fit
+  images, on pooled features;
+- ``map_val`` (with ``--map``): the same linear probe on the flattened final map.
+
+The same figures of the untrained encoder of the variant's architecture and seed are computed too
+(``random_*``), so every line says what pretraining added. The test split is never read. Results are
+appended to ``OUT/results.jsonl``; a variant already there is skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+# name -> overrides of experiments/fmnist_infonce.py (dotted keys, Python literals).
+VARIANTS: dict[str, dict] = {
+    "base": {},
+}
+
+
+def parse_overrides(text: str) -> dict:
+  import ast
+  out = {}
+  for item in filter(None, text.split(";")):
+    key, _, value = item.partition("=")
+    try:
+      out[key.strip()] = ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError):
+      out[key.strip()] = value.strip()
+  return out
+
+
+def apply_overrides(config, overrides: dict) -> None:
+  for key, value in overrides.items():
+    *path, leaf = key.split(".")
+    node = config
+    for part in path:
+      node = node[part]
+    node[leaf] = value
+
+
+def validation_figures(exp, variables, with_map: bool) -> dict:
+  import numpy as np
+
+  from ssljax.evaluate.features import extract_features
+  from ssljax.evaluate.knn import knn_accuracy
+  from ssljax.evaluate.linear_probe import linear_probe
+  config, data = exp.config, exp.dataset
+  order = np.random.default_rng(0).permutation(len(data.train_images))
+  n_val = int(round(config.probe.val_fraction * len(order)))
+  val_idx, fit_idx = order[:n_val], order[n_val:]
+  which = ["pooled", "last_stage"] if with_map else ["pooled"]
+  feats = extract_features(exp.objective, variables, data.train_images, exp.mesh, which)
+  labels = data.train_labels
+  out = {}
+  for name, key in (("pooled", "pooled_val"), ("last_stage", "map_val")):
+    if name not in feats:
+      continue
+    # linear_probe's own validation split: its val_top1 never sees test (test arrays are a dummy).
+    probe = linear_probe(feats[name], labels, feats[name][:2], labels[:2], data.num_classes,
+                         config.probe)
+    out[key] = probe["val_top1"]
+    out[key + "_chosen"] = probe["chosen"]
+  knn = knn_accuracy(feats["pooled"][fit_idx], labels[fit_idx], feats["pooled"][val_idx],
+                     labels[val_idx], data.num_classes, k=config.knn.k,
+                     temperature=config.knn.temperature)
+  out["knn_val"] = knn["top1"]
+  return out
+
+
+def run_variant(name: str, overrides: dict, out: pathlib.Path, with_map: bool) -> dict:
+  from ssljax.base_config import load_experiment
+  from ssljax.evaluate.features import variables_of
+  from ssljax.pretrain import resolved_config
+  from ssljax.rundir import write_config
+  from ssljax.tracking import MetricsWriter
+  from ssljax.train.loop import build_experiment, initial_state, pretrain
+  config = load_experiment(ROOT / "experiments" / "fmnist_infonce.py")
+  apply_overrides(config, overrides)
+  config.probe.seeds = 1
+  config.probe.weight_decays = (1e-5,)  # made no difference on validation (1e-5 vs 1e-3)
+  config.wandb.mode = "disabled"
+  config.checkpoint_every = 10 ** 9
+  config.keep_checkpoints = 1
+  exp = build_experiment(config)
+  workdir = out / name
+  workdir.mkdir(parents=True, exist_ok=True)
+  write_config(workdir, resolved_config(config))  # so `python -m ssljax.evaluate` can read it
+  writer = MetricsWriter(workdir, config.to_dict(), config.wandb, True)
+  try:
+    t0 = time.perf_counter()
+    state, summary = pretrain(exp, workdir, writer)
+    wall = time.perf_counter() - t0
+  finally:
+    writer.close()
+  trained = validation_figures(exp, variables_of(state), with_map)
+  untrained = validation_figures(exp, variables_of(initial_state(exp)), with_map)
+  return {"variant": name, "overrides": overrides, "steps": exp.total_steps,
+          "pretrain_wall_s": round(wall, 1), "images_per_s": summary["images_per_s"],
+          "final_loss": summary["final_loss"], **trained,
+          **{f"random_{k}": v for k, v in untrained.items()}}
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("--variant", action="append", default=[], help="a name in VARIANTS")
+  p.add_argument("--set", action="append", default=[],
+                 help="NAME=KEY=VALUE;KEY=VALUE: a variant given on the command line")
+  p.add_argument("--queue", default="",
+                 help="a file of NAME=KEY=VALUE;... lines, re-read after every variant, so "
+                      "variants can be added while the search runs")
+  p.add_argument("--map", action="store_true", help="also probe the flattened final map")
+  p.add_argument("--out", default="runs/quickstart_search")
+  args = p.parse_args(argv)
+  from ssljax.pretrain import use_cpu_cores
+  from ssljax.base_config import base_config
+  use_cpu_cores(base_config())
+  out = pathlib.Path(args.out)
+  out.mkdir(parents=True, exist_ok=True)
+  log = out / "results.jsonl"
+  done = {json.loads(line)["variant"] for line in log.read_text().splitlines()} if log.exists() else set()
+  def pending():
+    specs = list(args.set)
+    if args.queue and pathlib.Path(args.queue).exists():
+      specs += [line.strip() for line in pathlib.Path(args.queue).read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    todo = [(v, VARIANTS[v]) for v in args.variant]
+    for spec in specs:
+      name, _, rest = spec.partition("=")
+      todo.append((name, parse_overrides(rest)))
+    return [(name, overrides) for name, overrides in todo if name not in done]
+
+  while pending():
+    name, overrides = pending()[0]
+    result = run_variant(name, overrides, out, args.map)
+    with log.open("a") as f:
+      f.write(json.dumps(result) + "\n")
+    done.add(name)
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+  from ssljax.host_memory import reexec_with_tuned_malloc
+  reexec_with_tuned_malloc()
+  main()
