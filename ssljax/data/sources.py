@@ -1,5 +1,5 @@
 """Dataset sources chosen by a spec string: ``fashion_mnist``, ``idx:DIR``, ``tfds:NAME``,
-``npz:PATH``, ``digits``.
+``npz:PATH``, ``folder:DIR`` (your PNG/JPEG images, ``ssljax/data/folder.py``), ``digits``.
 
 Every source returns the same thing, a :class:`Dataset` of uint8 images (N, H, W, C) and int32
 labels held in host memory. The datasets this project trains on here are small (Fashion-MNIST is
@@ -14,6 +14,7 @@ import pathlib
 
 import numpy as np
 
+from ssljax.data.folder import read_image_folder
 from ssljax.data.idx import load_idx_dir
 from ssljax.errors import UserError
 from ssljax.registry import Registry
@@ -120,6 +121,22 @@ def npz(arg: str) -> Dataset:
   else:
     splits = _holdout(images, labels)
   return _from_splits(f"npz:{arg}", *splits)
+
+
+@SOURCES.register("folder")
+def folder(arg: str) -> Dataset:
+  """Your images: class subfolders of PNG/JPEG files (sorted names are class ids 0, 1, ...) or a
+  flat folder (unlabelled); ``train/`` and ``test/`` subfolders are the splits, otherwise a seeded
+  10% is held out as the test split, as for npz."""
+  if not arg:
+    raise UserError("dataset spec 'folder:' needs a directory, e.g. folder:/data/my_images")
+  train, test, classes = read_image_folder(arg)
+  if test is None:
+    if len(train[0]) < 2:
+      raise UserError(f"{arg} holds one image; a dataset needs at least 2 (one is held out as test)")
+    train, test = _holdout(*train)
+  return _from_splits(f"folder:{arg}", train, test,
+                      num_classes=None if classes is None else len(classes))
 
 
 def _labels(labels, n, what):
