@@ -2,6 +2,9 @@
 user-facing failure gives a one-line UserError that says what to do."""
 import gzip
 import pathlib
+import re
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -9,6 +12,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from conftest import ROOT
 from ssljax.data import sources
 from ssljax.data.batches import BatchStream
 from ssljax.data.idx import read_idx
@@ -197,6 +201,24 @@ def test_tfds_source_with_mock_data():
     d = sources.load_dataset("tfds:mnist")
   assert d.train_images.shape == (12, 28, 28, 1) and d.train_images.dtype == np.uint8
   assert d.num_classes == 10 and d.test_labels.shape == (12,)
+
+
+def test_tfds_without_its_extra_says_how_to_install_it(monkeypatch, tmp_path):
+  monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import fails, as when absent
+  with pytest.raises(UserError, match=re.escape(
+      "dataset tfds:cifar10 needs the optional package tensorflow-datasets: pip install -e "
+      "'.[tfds]' (importing it failed: ")):
+    sources.load_dataset("tfds:cifar10")
+  # What the user sees: one line, exit code 2.
+  script = ("import sys; sys.modules['tensorflow_datasets'] = None; "
+            "from ssljax.pretrain import entry_point; entry_point()")
+  result = subprocess.run([sys.executable, "-c", script, "--config=experiments/fmnist_infonce.py:smoke",
+                           "--config.dataset=tfds:cifar10", f"--workdir={tmp_path}"],
+                          cwd=ROOT, text=True, capture_output=True, timeout=300)
+  assert result.returncode == 2 and "Traceback" not in result.stderr
+  assert result.stderr.strip().splitlines()[-1] == (
+      "error: dataset tfds:cifar10 needs the optional package tensorflow-datasets: pip install -e "
+      "'.[tfds]' (importing it failed: import of tensorflow_datasets halted; None in sys.modules)")
 
 
 def test_digits_source():

@@ -161,17 +161,22 @@ def digits(arg: str = "") -> Dataset:
 def tfds_source(arg: str) -> Dataset:
   """Any TFDS image-classification dataset with 'train' and 'test' splits, read through
   ``tfds.data_source`` (random access, no TensorFlow needed once prepared). Preparing a dataset the
-  first time downloads it and needs TensorFlow: ``pip install 'ssljax[tf]'``."""
-  import tensorflow_datasets as tfds
+  first time downloads it and needs TensorFlow: ``pip install 'ssljax[tf]'``. The package itself is
+  the optional extra ``tfds``: the other sources do not need its import time or dependencies."""
   if not arg:
     raise UserError("dataset spec 'tfds:' needs a name, e.g. tfds:cifar10")
+  try:
+    import tensorflow_datasets as tfds
+  except ImportError as e:
+    raise UserError(f"dataset tfds:{arg} needs the optional package tensorflow-datasets: "
+                    f"pip install -e '.[tfds]' (importing it failed: {_first_line(e)})") from None
   splits, num_classes = [], None
   for split in ("train", "test"):
     try:
       source = tfds.data_source(arg, split=split)
     except Exception as e:
       raise UserError(f"TFDS dataset {arg!r} split {split!r} is not available ({type(e).__name__}: "
-                      f"{str(e).splitlines()[0] if str(e) else ''}); preparing it needs internet and "
+                      f"{_first_line(e)}); preparing it needs internet and "
                       "TensorFlow (pip install 'ssljax[tf]')") from None
     label_feature = source.dataset_info.features["label"] if "label" in source.dataset_info.features else None
     num_classes = getattr(label_feature, "num_classes", None)
@@ -180,3 +185,8 @@ def tfds_source(arg: str) -> Dataset:
     labels = np.asarray([e["label"] for e in examples], np.int32) if "label" in examples[0] else None
     splits.append((images, labels))
   return _from_splits(f"tfds:{arg}", *splits, num_classes=num_classes)
+
+
+def _first_line(error: Exception) -> str:
+  text = str(error).strip()
+  return text.splitlines()[0] if text else ""
