@@ -20,7 +20,8 @@ from absl import flags
 
 from ssljax.errors import UserError, run_app
 
-IGNORED_CONFIG = ("wandb.", "log_every", "checkpoint_every", "keep_checkpoints", "cpu_devices")
+IGNORED_CONFIG = ("wandb.", "log_every", "checkpoint_every", "keep_checkpoints", "cpu_devices",
+                  "provenance.")  # provenance: where a run ran (its command differs per run)
 
 
 def _get(d: dict, path: str):

@@ -9,7 +9,9 @@ the others share the same directory on purpose.
 Rerunning a command resumes from ``DIR/checkpoints``; if the config changed in a way that changes
 what those checkpoints mean (encoder, objective, data, batch size, seed, optimizer, schedule
 length...), resuming would silently produce a run of neither config. The saved ``config.json`` is
-compared with the new one first and the differing keys are shown.
+compared with the new one first and the differing keys are shown. ``config.json`` also holds the
+``provenance`` of the invocation that wrote it (versions, devices, git commit, command line); that
+describes where the run ran, not what it computes, so resuming ignores it and rewrites it.
 """
 from __future__ import annotations
 
@@ -24,8 +26,10 @@ from typing import Iterator, Mapping
 
 from ssljax.config_checks import resume_conflicts
 from ssljax.errors import UserError
+from ssljax.provenance import provenance
 
 LOCK_FILE = ".lock"
+PROVENANCE = "provenance"  # config.json's key for the provenance record (not a config key)
 
 
 @contextlib.contextmanager
@@ -85,7 +89,9 @@ def check_resumable(workdir: pathlib.Path, resolved: Mapping, defaults: Mapping 
   except (OSError, ValueError) as e:
     raise UserError(f"{saved_path} is unreadable ({e}); it describes the checkpoints in "
                     f"{workdir / 'checkpoints'}: restore it, or use another --workdir") from None
-  new = json.loads(json.dumps(resolved))  # tuples -> lists, as saved
+  saved.pop(PROVENANCE, None)  # where and how the run was started: free to differ
+  new = {k: v for k, v in json.loads(json.dumps(resolved)).items()  # tuples -> lists, as saved
+         if k != PROVENANCE}
   conflicts = resume_conflicts(saved, new, json.loads(json.dumps(defaults or {})))
   if conflicts:
     shown = "; ".join(conflicts[:8]) + (f"; and {len(conflicts) - 8} more" if len(conflicts) > 8 else "")
@@ -94,9 +100,11 @@ def check_resumable(workdir: pathlib.Path, resolved: Mapping, defaults: Mapping 
                     f"{saved_path}) or use a new --workdir")
 
 
-def write_config(workdir: pathlib.Path, resolved: Mapping) -> None:
-  """Writes ``config.json`` atomically (a crash mid-write must not leave half a config)."""
+def write_config(workdir: pathlib.Path, resolved: Mapping, record: Mapping | None = None) -> None:
+  """Writes ``config.json`` atomically (a crash mid-write must not leave half a config): the
+  resolved config, and under ``provenance`` this invocation's ``record`` (default: measured now)."""
   path = pathlib.Path(workdir) / "config.json"
   tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(json.dumps(resolved, indent=2) + "\n")
+  document = {**resolved, PROVENANCE: dict(provenance() if record is None else record)}
+  tmp.write_text(json.dumps(document, indent=2) + "\n")
   os.replace(tmp, path)

@@ -1,13 +1,18 @@
-"""Dataset sources (IDX, npz, TFDS via mock data, digits) and batching; each user-facing failure
-gives a one-line UserError that says what to do."""
+"""Dataset sources (IDX, npz, image folders, TFDS via mock data, digits) and batching; each
+user-facing failure gives a one-line UserError that says what to do."""
 import gzip
 import pathlib
+import re
+import subprocess
+import sys
 
 import jax
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from PIL import Image
 
+from conftest import ROOT
 from ssljax.data import sources
 from ssljax.data.batches import BatchStream
 from ssljax.data.idx import read_idx
@@ -60,7 +65,7 @@ def test_truncated_idx_file_is_named(tmp_path):
 
 def test_unknown_dataset_kind_lists_valid_names():
   with pytest.raises(UserError, match="unknown dataset source 'imagenet'; valid names: digits, "
-                                       "fashion_mnist, idx, npz, tfds"):
+                                       "fashion_mnist, folder, idx, npz, tfds"):
     sources.load_dataset("imagenet")
 
 
@@ -104,11 +109,116 @@ def test_npz_missing_file(tmp_path):
     sources.load_dataset(f"npz:{tmp_path / 'nope.npz'}")
 
 
+def _png(path, pixels, mode=None):
+  path.parent.mkdir(parents=True, exist_ok=True)
+  Image.fromarray(pixels, mode).save(path)
+  return pixels
+
+
+def test_folder_of_class_subfolders_gives_labels_and_a_seeded_holdout(tmp_path):
+  rng = np.random.default_rng(0)
+  written = {}
+  for name in ("dog", "cat", "bird"):  # class ids follow the sorted names: bird 0, cat 1, dog 2
+    for i in range(7):
+      written[(name, i)] = _png(tmp_path / name / f"{i}.png", rng.integers(0, 256, (5, 6, 3), np.uint8))
+  d = sources.load_dataset(f"folder:{tmp_path}")
+  assert d.name == f"folder:{tmp_path}" and d.num_classes == 3
+  assert d.train_images.shape == (19, 5, 6, 3) and d.test_images.shape == (2, 5, 6, 3)
+  assert d.train_images.dtype == np.uint8 and d.train_labels.dtype == np.int32
+  images = np.concatenate([d.train_images, d.test_images])
+  labels = np.concatenate([d.train_labels, d.test_labels])
+  assert np.bincount(labels).tolist() == [7, 7, 7]
+  for (name, _), pixels in written.items():  # PNG is lossless: every image, under its label
+    match = [j for j in range(len(images)) if np.array_equal(images[j], pixels)]
+    assert len(match) == 1 and labels[match[0]] == ["bird", "cat", "dog"].index(name)
+  again = sources.load_dataset(f"folder:{tmp_path}")
+  np.testing.assert_array_equal(again.test_images, d.test_images)  # the hold-out is seeded
+
+
+def test_flat_folder_is_unlabelled_and_modes_become_grey_or_rgb(tmp_path):
+  rng = np.random.default_rng(1)
+  grey = [_png(tmp_path / "grey" / f"{i}.png", rng.integers(0, 256, (4, 4), np.uint8))
+          for i in range(10)]
+  d = sources.load_dataset(f"folder:{tmp_path / 'grey'}")
+  assert d.train_labels is None and d.num_classes == 0
+  assert d.train_images.shape == (9, 4, 4, 1) and d.test_images.shape == (1, 4, 4, 1)
+  assert sorted(map(bytes, np.concatenate([d.train_images, d.test_images]))) == \
+      sorted(bytes(g[..., None]) for g in grey)
+  colour = tmp_path / "colour"
+  rgba = _png(colour / "a.png", rng.integers(0, 256, (4, 4, 4), np.uint8))
+  Image.fromarray(rgba[..., :3]).quantize(8).save(colour / "b.png")  # a palette image
+  Image.fromarray(rgba[..., :3]).save(colour / "c.jpg", quality=95)
+  _png(colour / "d.png", grey[0])  # grey among colour: repeated to 3 channels
+  d = sources.load_dataset(f"folder:{colour}")
+  images = np.concatenate([d.train_images, d.test_images])
+  assert images.shape == (4, 4, 4, 3)
+  assert any(np.array_equal(x, rgba[..., :3]) for x in images)  # alpha dropped
+  assert any(np.array_equal(x, np.repeat(grey[0][..., None], 3, 2)) for x in images)
+
+
+def test_folder_train_and_test_subfolders_are_the_splits(tmp_path):
+  rng = np.random.default_rng(2)
+  for split, counts in (("train", {"a": 3, "b": 4}), ("test", {"b": 2})):
+    for name, n in counts.items():
+      for i in range(n):
+        _png(tmp_path / split / name / f"{i}.png", rng.integers(0, 256, (3, 3), np.uint8))
+  (tmp_path / "train" / ".ipynb_checkpoints").mkdir()  # hidden: not a class
+  d = sources.load_dataset(f"folder:{tmp_path}")
+  assert d.train_labels.tolist() == [0] * 3 + [1] * 4 and d.test_labels.tolist() == [1, 1]
+  assert d.num_classes == 2 and d.test_images.shape == (2, 3, 3, 1)
+
+
+def test_folder_errors_are_one_line_and_name_the_file(tmp_path):
+  def error(path):
+    with pytest.raises(UserError) as e:
+      sources.load_dataset(f"folder:{path}")
+    assert "\n" not in str(e.value)
+    return str(e.value)
+
+  assert error(tmp_path / "nope") == f"image folder {tmp_path / 'nope'} does not exist (or is not a directory)"
+  (tmp_path / "empty").mkdir()
+  (tmp_path / "empty" / "notes.txt").write_text("")
+  assert error(tmp_path / "empty").startswith(f"no images found in {tmp_path / 'empty'} (looked for .png")
+  sizes = tmp_path / "sizes"
+  _png(sizes / "a.png", np.zeros((4, 6), np.uint8))
+  _png(sizes / "b.png", np.zeros((5, 6), np.uint8))
+  assert error(sizes) == (f"images differ in size: {sizes / 'a.png'} is 6x4 and {sizes / 'b.png'} "
+                          "is 6x5 (width x height); resize them to one size first, e.g. with "
+                          "Pillow: Image.open(f).resize((6, 4))")
+  corrupt = tmp_path / "corrupt"
+  _png(corrupt / "cat" / "a.png", np.zeros((4, 4), np.uint8))
+  (corrupt / "cat" / "b.png").write_bytes(b"\x89PNG not really")
+  assert error(corrupt).startswith(f"{corrupt / 'cat' / 'b.png'} is not a readable image (")
+  truncated = (corrupt / "cat" / "a.png").read_bytes()
+  (corrupt / "cat" / "b.png").write_bytes(truncated[:len(truncated) // 2])
+  assert error(corrupt).startswith(f"{corrupt / 'cat' / 'b.png'} is not a readable image (")
+  with pytest.raises(UserError, match="needs a directory"):
+    sources.load_dataset("folder:")
+
+
 def test_tfds_source_with_mock_data():
   with tfds.testing.mock_data(num_examples=12):
     d = sources.load_dataset("tfds:mnist")
   assert d.train_images.shape == (12, 28, 28, 1) and d.train_images.dtype == np.uint8
   assert d.num_classes == 10 and d.test_labels.shape == (12,)
+
+
+def test_tfds_without_its_extra_says_how_to_install_it(monkeypatch, tmp_path):
+  monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import fails, as when absent
+  with pytest.raises(UserError, match=re.escape(
+      "dataset tfds:cifar10 needs the optional package tensorflow-datasets: pip install -e "
+      "'.[tfds]' (importing it failed: ")):
+    sources.load_dataset("tfds:cifar10")
+  # What the user sees: one line, exit code 2.
+  script = ("import sys; sys.modules['tensorflow_datasets'] = None; "
+            "from ssljax.pretrain import entry_point; entry_point()")
+  result = subprocess.run([sys.executable, "-c", script, "--config=experiments/fmnist_infonce.py:smoke",
+                           "--config.dataset=tfds:cifar10", f"--workdir={tmp_path}"],
+                          cwd=ROOT, text=True, capture_output=True, timeout=300)
+  assert result.returncode == 2 and "Traceback" not in result.stderr
+  assert result.stderr.strip().splitlines()[-1] == (
+      "error: dataset tfds:cifar10 needs the optional package tensorflow-datasets: pip install -e "
+      "'.[tfds]' (importing it failed: import of tensorflow_datasets halted; None in sys.modules)")
 
 
 def test_digits_source():

@@ -1,10 +1,14 @@
 """Sweeps and launch scripts: every sweep YAML's parameters are config keys and each expanded command
-parses as ssljax.pretrain will parse it; ${args} expands exactly as W&B's agent does; the local grid
-runner produces one run directory per point and the comparison report; launch dry runs print the
-commands they would run."""
+parses as ssljax.pretrain will parse it; ${args} expands exactly as W&B's agent does; the W&B agent
+runs on this interpreter; local random sweeps draw from each parameter's distribution (seeded), bayes
+is refused locally; the local grid runner produces one run directory per point and the comparison
+report; launch dry runs print the commands they would run."""
 import json
+import math
 import os
 import pathlib
+import random
+import re
 import subprocess
 import sys
 
@@ -121,7 +125,7 @@ def test_sweep_dry_run_prints_the_commands(tmp_path):
                           cwd=ROOT, env=env, text=True, capture_output=True, timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
   assert "would create a W&B sweep in ssljax: objective_encoder" in result.stdout
-  assert "then run: wandb agent --count 5 SWEEP_ID" in result.stdout
+  assert f"then run: {sys.executable} -m wandb agent --count 5 SWEEP_ID" in result.stdout
 
 
 def test_multihost_launch_dry_runs(tmp_path):
@@ -155,3 +159,97 @@ def test_multihost_outside_a_cluster_is_one_line(tmp_path):
   assert result.returncode == 2 and "Traceback" not in result.stderr
   assert result.stderr.strip().splitlines()[-1].startswith(
       "error: --multihost: jax.distributed.initialize() failed")
+
+
+def test_the_wandb_agent_and_its_runs_use_this_interpreter():
+  command, env = sweeps.agent_invocation("me/ssljax/abc123", 3,
+                                         environ={"PATH": "/usr/bin:/bin", "HOME": "/home/me"})
+  assert command == [sys.executable, "-m", "wandb", "agent", "--count", "3", "me/ssljax/abc123"]
+  bin_dir = str(pathlib.Path(sys.executable).parent)
+  assert env == {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": "/home/me"}
+  # The agent starts each run as `/usr/bin/env python ...` (${env} ${interpreter}): that `python`
+  # must be this interpreter, with ssljax importable, not whatever PATH had first.
+  found = subprocess.run(["/usr/bin/env", "python", "-c", "import sys; print(sys.prefix)"],
+                         env=env, text=True, capture_output=True, timeout=60)
+  assert found.stdout.strip() == sys.prefix
+  assert sweeps.agent_invocation("x", environ={"PATH": f"/bin:{bin_dir}"})[1]["PATH"] == \
+      f"{bin_dir}:/bin"  # moved to the front, not repeated
+  agent_help = subprocess.run(command[:4] + ["--help"], text=True, capture_output=True, timeout=120)
+  assert agent_help.returncode == 0 and "SWEEP_ID" in agent_help.stdout
+
+
+RANDOM = {"name": "r", "method": "random",
+          "parameters": {"config.optimizer.lr": {"distribution": "log_uniform_values",
+                                                 "min": 1e-5, "max": 1e-1},
+                         "config.objectives.infonce.temperature": {"min": 0.05, "max": 1.0},
+                         "config.batch_size": {"min": 32, "max": 40},
+                         "config.optimizer.warmup_steps": {"distribution": "q_uniform",
+                                                           "min": 0, "max": 100, "q": 10},
+                         "config.encoder": {"values": ["cnn", "mlp"]},
+                         "config.seed": {"value": 7}},
+          "command": ["${env}", "${interpreter}", "-m", "ssljax.pretrain",
+                      "--config=experiments/fmnist_infonce.py", "${args}"]}
+
+
+def test_random_sweeps_draw_from_each_distribution_reproducibly():
+  draws = sweeps.points(RANDOM, count=2000, seed=1)
+  assert draws == sweeps.points(RANDOM, count=2000, seed=1)
+  assert draws != sweeps.points(RANDOM, count=2000, seed=2)
+  assert sweeps.points(RANDOM, count=5, seed=1) == draws[:5]  # more runs extend, never reshuffle
+  lr = [d["config.optimizer.lr"] for d in draws]
+  assert all(1e-5 <= x <= 1e-1 for x in lr)
+  # Log-uniform: each decade equally likely (uniform would put 99% of draws in the top decade).
+  decades = [sum(10.0 ** k <= x < 10.0 ** (k + 1) for x in lr) / len(lr) for k in range(-5, -1)]
+  assert all(abs(f - 0.25) < 0.04 for f in decades), decades
+  assert abs(sum(math.log10(x) for x in lr) / len(lr) + 3) < 0.1
+  t = [d["config.objectives.infonce.temperature"] for d in draws]
+  assert all(0.05 <= x <= 1.0 and isinstance(x, float) for x in t)
+  assert abs(sum(t) / len(t) - 0.525) < 0.02
+  batch = [d["config.batch_size"] for d in draws]  # int min/max: integers, max included (as W&B)
+  assert all(isinstance(b, int) for b in batch) and set(batch) == set(range(32, 41))
+  assert set(d["config.optimizer.warmup_steps"] for d in draws) == set(range(0, 101, 10))
+  assert {d["config.encoder"] for d in draws} == {"cnn", "mlp"}
+  assert {d["config.seed"] for d in draws} == {7}
+  weighted = {"values": ["a", "b"], "probabilities": [0.9, 0.1]}
+  rng = random.Random(0)
+  assert sum(sweeps.sample("x", weighted, rng) == "a" for _ in range(1000)) > 850
+  assert sweeps.sample("x", {"distribution": "log_uniform", "min": 0.0, "max": 1.0},
+                       rng) <= math.e  # log_uniform: min/max are exponents, as on W&B
+
+
+def test_a_local_random_sweep_runs_count_numbered_draws(tmp_path, capsys, monkeypatch):
+  monkeypatch.chdir(ROOT)  # the sweep's --config path is relative, as in the shipped YAMLs
+  assert sweeps.run_local(RANDOM, 3, tmp_path, dry_run=True, seed=4, why="no W&B API key") == 0
+  out = capsys.readouterr().out.splitlines()
+  assert out[0] == "W&B unavailable (no W&B API key): running the sweep locally instead."
+  runs = [l for l in out if l.startswith("[")]
+  assert len(runs) == 3
+  for i, (line, params) in enumerate(zip(runs, sweeps.points(RANDOM, 3, seed=4))):
+    assert f"--config.optimizer.lr={params['config.optimizer.lr']} " in line
+    assert f"--workdir={tmp_path}/r/r{i:03d},lr=" in line
+
+
+@pytest.mark.parametrize("change, count, message", [
+    ({"method": "bayes"}, 4, "method: bayes needs W&B (the Bayesian search runs on W&B's server)"),
+    ({}, 0, "method: random draws runs without end (as on W&B); say how many with --count=N"),
+    ({"parameters": {"config.seed": {"distribution": "normal", "mu": 0, "sigma": 1}}}, 2,
+     "parameter 'config.seed': distribution 'normal' is not sampled locally (supported: constant, "),
+    ({"parameters": {"config.seed": {"min": 5, "max": 5}}}, 2, "int_uniform needs min < max"),
+    ({"method": "grid"}, 0, "parameter 'config.optimizer.lr' is a distribution"),
+])
+def test_what_a_local_sweep_cannot_do_is_one_line(change, count, message):
+  with pytest.raises(UserError, match=re.escape(message)):
+    sweeps.points({**RANDOM, **change}, count)
+
+
+def test_a_local_bayes_sweep_is_refused_on_the_command_line(tmp_path):
+  path = tmp_path / "bayes.yaml"
+  path.write_text(yaml.safe_dump({**RANDOM, "method": "bayes"}))
+  result = subprocess.run([sys.executable, "-m", "ssljax.sweep", str(path), "--count=2"],
+                          cwd=ROOT, env=_without_wandb(tmp_path), text=True, capture_output=True,
+                          timeout=120)
+  assert result.returncode == 2 and result.stdout == ""
+  assert result.stderr.strip().splitlines() == [
+      "error: method: bayes needs W&B (the Bayesian search runs on W&B's server); set "
+      "WANDB_API_KEY or run `wandb login`, or use method: random (with --count=N) or grid to run "
+      "it here"]

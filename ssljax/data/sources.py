@@ -1,5 +1,5 @@
 """Dataset sources chosen by a spec string: ``fashion_mnist``, ``idx:DIR``, ``tfds:NAME``,
-``npz:PATH``, ``digits``.
+``npz:PATH``, ``folder:DIR`` (your PNG/JPEG images, ``ssljax/data/folder.py``), ``digits``.
 
 Every source returns the same thing, a :class:`Dataset` of uint8 images (N, H, W, C) and int32
 labels held in host memory. The datasets this project trains on here are small (Fashion-MNIST is
@@ -14,6 +14,7 @@ import pathlib
 
 import numpy as np
 
+from ssljax.data.folder import read_image_folder
 from ssljax.data.idx import load_idx_dir
 from ssljax.errors import UserError
 from ssljax.registry import Registry
@@ -122,6 +123,22 @@ def npz(arg: str) -> Dataset:
   return _from_splits(f"npz:{arg}", *splits)
 
 
+@SOURCES.register("folder")
+def folder(arg: str) -> Dataset:
+  """Your images: class subfolders of PNG/JPEG files (sorted names are class ids 0, 1, ...) or a
+  flat folder (unlabelled); ``train/`` and ``test/`` subfolders are the splits, otherwise a seeded
+  10% is held out as the test split, as for npz."""
+  if not arg:
+    raise UserError("dataset spec 'folder:' needs a directory, e.g. folder:/data/my_images")
+  train, test, classes = read_image_folder(arg)
+  if test is None:
+    if len(train[0]) < 2:
+      raise UserError(f"{arg} holds one image; a dataset needs at least 2 (one is held out as test)")
+    train, test = _holdout(*train)
+  return _from_splits(f"folder:{arg}", train, test,
+                      num_classes=None if classes is None else len(classes))
+
+
 def _labels(labels, n, what):
   if labels is None:
     return None
@@ -144,17 +161,22 @@ def digits(arg: str = "") -> Dataset:
 def tfds_source(arg: str) -> Dataset:
   """Any TFDS image-classification dataset with 'train' and 'test' splits, read through
   ``tfds.data_source`` (random access, no TensorFlow needed once prepared). Preparing a dataset the
-  first time downloads it and needs TensorFlow: ``pip install 'ssljax[tf]'``."""
-  import tensorflow_datasets as tfds
+  first time downloads it and needs TensorFlow: ``pip install 'ssljax[tf]'``. The package itself is
+  the optional extra ``tfds``: the other sources do not need its import time or dependencies."""
   if not arg:
     raise UserError("dataset spec 'tfds:' needs a name, e.g. tfds:cifar10")
+  try:
+    import tensorflow_datasets as tfds
+  except ImportError as e:
+    raise UserError(f"dataset tfds:{arg} needs the optional package tensorflow-datasets: "
+                    f"pip install -e '.[tfds]' (importing it failed: {_first_line(e)})") from None
   splits, num_classes = [], None
   for split in ("train", "test"):
     try:
       source = tfds.data_source(arg, split=split)
     except Exception as e:
       raise UserError(f"TFDS dataset {arg!r} split {split!r} is not available ({type(e).__name__}: "
-                      f"{str(e).splitlines()[0] if str(e) else ''}); preparing it needs internet and "
+                      f"{_first_line(e)}); preparing it needs internet and "
                       "TensorFlow (pip install 'ssljax[tf]')") from None
     label_feature = source.dataset_info.features["label"] if "label" in source.dataset_info.features else None
     num_classes = getattr(label_feature, "num_classes", None)
@@ -163,3 +185,8 @@ def tfds_source(arg: str) -> Dataset:
     labels = np.asarray([e["label"] for e in examples], np.int32) if "label" in examples[0] else None
     splits.append((images, labels))
   return _from_splits(f"tfds:{arg}", *splits, num_classes=num_classes)
+
+
+def _first_line(error: Exception) -> str:
+  text = str(error).strip()
+  return text.splitlines()[0] if text else ""

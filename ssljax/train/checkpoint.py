@@ -30,10 +30,13 @@ from ssljax.train.state import TrainState
 class Checkpoints:
   def __init__(self, directory: str | pathlib.Path, keep: int = 2):
     self.directory = pathlib.Path(directory).absolute()
+    # Keep the newest ``keep`` steps. A preservation policy, not ``max_to_keep``: that option is
+    # deprecated in orbax-checkpoint 0.12 (the policy is what it is translated into anyway).
     self.manager = ocp.CheckpointManager(
         self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                             cleanup_tmp_directories=True))
+        options=ocp.CheckpointManagerOptions(
+            preservation_policy=ocp.checkpoint_managers.LatestN(n=keep), create=True,
+            cleanup_tmp_directories=True))
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()

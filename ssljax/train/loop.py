@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import sys
 import time
 
 import jax
@@ -109,8 +110,11 @@ def _pretrain(exp, workdir, writer, stop: stopping.PreemptionFlag) -> tuple[Trai
                            parallel.replicated(exp.mesh))
   timing = _Throughput()
   last = {}
+  # A bar redraws itself with carriage returns: in a file (a Slurm log, a pipe) that is one
+  # unreadable line of thousands of updates, so there each logged step prints a line of its own.
+  is_main, plain = jax.process_index() == 0, not _is_terminal(sys.stderr)
   bar = tqdm(range(start, exp.total_steps), initial=start, total=exp.total_steps, desc="pretrain",
-             unit="step", dynamic_ncols=True, disable=jax.process_index() != 0)
+             unit="step", dynamic_ncols=True, disable=plain or not is_main)
   try:
     for step in bar:
       state, metrics = step_fn(state, exp.stream.batch(step))
@@ -120,8 +124,11 @@ def _pretrain(exp, workdir, writer, stop: stopping.PreemptionFlag) -> tuple[Trai
         images_per_s = timing.update(done, config.batch_size)
         writer.write(done, {**last, "images_per_s": images_per_s,
                             "epoch": done / exp.stream.steps_per_epoch})
-        bar.set_postfix({name: f"{value:.4f}" for name, value in headline_losses(last).items()}
-                        | {"img_s": f"{images_per_s:.0f}"})
+        shown = ({name: f"{value:.4f}" for name, value in headline_losses(last).items()}
+                 | {"img_s": f"{images_per_s:.0f}"})
+        if plain and is_main:
+          print(progress_line(done, exp.total_steps, shown), file=sys.stderr, flush=True)
+        bar.set_postfix(shown)
         check_finite(last.get("nonfinite_steps", 0))
       if done % config.checkpoint_every == 0 and done < exp.total_steps:
         checked_save()
@@ -149,6 +156,16 @@ def _pretrain(exp, workdir, writer, stop: stopping.PreemptionFlag) -> tuple[Trai
       "params_fingerprint": fingerprint(state.params),
   }
   return state, summary
+
+
+def _is_terminal(stream) -> bool:
+  return bool(stream is not None and getattr(stream, "isatty", lambda: False)())
+
+
+def progress_line(step: int, total: int, shown: dict[str, str]) -> str:
+  """``pretrain step 150/702 (21%) loss=3.0568 img_s=512``: the bar's content as one line."""
+  figures = " ".join(f"{k}={v}" for k, v in shown.items() if v != "nan")  # nan: compile interval
+  return f"pretrain step {step}/{total} ({100 * step // total}%) {figures}".rstrip()
 
 
 class _Throughput:

@@ -1,0 +1,37 @@
+"""Progress output: with stderr a terminal, tqdm's bar; in a file (Slurm logs, pipes) one plain line
+per logged step instead of a bar's carriage-return redraws, from process 0 only."""
+import io
+import re
+
+from conftest import load_config
+from ssljax.tracking import MetricsWriter
+from ssljax.train import loop
+
+
+def test_progress_line_format():
+  assert loop.progress_line(150, 702, {"loss": "3.0568", "img_s": "512"}) == \
+      "pretrain step 150/702 (21%) loss=3.0568 img_s=512"
+  # The first logged interval includes compilation: its speed is not a figure to show.
+  assert loop.progress_line(2, 4, {"loss": "1.0000", "img_s": "nan"}) == \
+      "pretrain step 2/4 (50%) loss=1.0000"
+
+
+def test_a_non_terminal_stderr_gets_one_line_per_logged_step(tmp_path, capsys):
+  config = load_config("fmnist_infonce", "smoke")
+  config.dataset, config.devices, config.steps, config.log_every = "digits", 2, 6, 2
+  exp = loop.build_experiment(config)
+  loop.pretrain(exp, tmp_path, MetricsWriter(tmp_path, {}, config.wandb))
+  err = capsys.readouterr().err
+  assert "\r" not in err and "it/s" not in err  # no bar
+  lines = [l for l in err.splitlines() if l.startswith("pretrain step")]
+  assert [l.split()[2] for l in lines] == ["2/6", "4/6", "6/6"]
+  assert re.fullmatch(r"pretrain step 2/6 \(33%\) loss=\d+\.\d{4}", lines[0])
+  assert re.fullmatch(r"pretrain step 6/6 \(100%\) loss=\d+\.\d{4} img_s=\d+", lines[-1])
+
+
+def test_a_terminal_keeps_the_bar():
+  class Terminal(io.StringIO):
+    def isatty(self):
+      return True
+  assert loop._is_terminal(Terminal()) and not loop._is_terminal(io.StringIO())
+  assert not loop._is_terminal(None)  # pythonw and daemons may have no stderr at all
