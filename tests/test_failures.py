@@ -4,6 +4,7 @@ npz of the wrong dtype/shape, pickled npz) are pinned in test_data.py."""
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import tempfile
@@ -111,17 +112,74 @@ def test_second_run_on_a_workdir_is_refused_with_the_pid(tmp_path):
 
 
 def test_workdir_that_is_not_writable(tmp_path):
+  workdir, error = _unwritable_workdir_error(tmp_path)
+  # EACCES from permissions, EROFS from a read-only mount: both are "not writable".
+  assert re.fullmatch(rf"workdir {re.escape(str(workdir))} is not writable \((Permission denied|"
+                      r"Read-only file system)\); fix its permissions or choose another --workdir",
+                      error), error
+
+
+# claim_workdir(argv[1]) in a root process that first gives up the capabilities that let root
+# ignore file permissions (capset(2) on its own thread: no other process is affected). Prints the
+# one-line error, or "claimed".
+_CLAIM_WITHOUT_DAC_OVERRIDE = """
+import ctypes, sys
+
+class Header(ctypes.Structure):
+  _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+class Sets(ctypes.Structure):
+  _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+              ("inheritable", ctypes.c_uint32)]
+
+libc = ctypes.CDLL(None, use_errno=True)
+header, sets = Header(0x20080522, 0), (Sets * 2)()  # version 3: capabilities 0-63 in two words
+DAC = (1 << 1) | (1 << 2)  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+if libc.capget(ctypes.byref(header), sets) != 0:
+  sys.exit(f"capget: errno {ctypes.get_errno()}")
+sets[0].effective &= ~DAC & 0xFFFFFFFF
+sets[0].permitted &= ~DAC & 0xFFFFFFFF
+if libc.capset(ctypes.byref(header), sets) != 0:
+  sys.exit(f"capset: errno {ctypes.get_errno()}")
+
+from ssljax.errors import UserError
+from ssljax.rundir import claim_workdir
+try:
+  with claim_workdir(sys.argv[1]):
+    print("claimed")
+except UserError as e:
+  print(e)
+"""
+
+
+def _unwritable_workdir_error(tmp_path):
+  """(directory, claim_workdir's error on it) for a directory the check cannot write to.
+
+  chmod 555 stops an ordinary user. Root ignores permissions (CAP_DAC_OVERRIDE), so as root the
+  same check runs in a child process that drops that capability first. Where even that fails
+  (not Linux), sysfs, which refuses new files to root too (EACCES; EROFS where it is mounted
+  read-only, as in many containers).
+  """
   workdir = tmp_path / "ro"
   workdir.mkdir()
   workdir.chmod(0o555)
-  if _can_create_files(workdir):  # root ignores permissions; sysfs refuses new files even to root
-    workdir = pathlib.Path("/sys/kernel")
-    if not workdir.is_dir() or _can_create_files(workdir):
-      pytest.skip("no unwritable directory available")
-  with pytest.raises(UserError, match=rf"workdir {workdir} is not writable \(Permission denied\); "
-                                      "fix its permissions or choose another --workdir"):
+  if not _can_create_files(workdir):
+    with pytest.raises(UserError) as error:
+      with claim_workdir(workdir):
+        pass
+    return workdir, str(error.value)
+  child = subprocess.run([sys.executable, "-c", _CLAIM_WITHOUT_DAC_OVERRIDE, str(workdir)],
+                         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, timeout=120)
+  if child.returncode == 0:
+    return workdir, child.stdout.strip()
+  workdir = pathlib.Path("/sys/kernel")
+  if not workdir.is_dir() or _can_create_files(workdir):
+    pytest.skip(f"no unwritable directory available ({child.stderr.strip()[-200:]})")
+  with pytest.raises(UserError) as error:
     with claim_workdir(workdir):
       pass
+  return workdir, str(error.value)
 
 
 def _can_create_files(directory):
@@ -202,6 +260,11 @@ def test_wandb_online_without_key_falls_back_to_offline(tmp_path, monkeypatch, c
 
 
 def test_wandb_unreachable_falls_back_to_offline_quickly(tmp_path, monkeypatch, capsys):
+  # Behind a proxy the reachability check (rightly) defers to wandb, which would then wait out its
+  # own timeouts: the test is about the direct connection, so no proxy.
+  for name in list(os.environ):
+    if name.lower().endswith("_proxy"):  # HTTP(S)_PROXY, ALL_PROXY, NO_PROXY, either case
+      monkeypatch.delenv(name)
   monkeypatch.setenv("WANDB_API_KEY", "fake-key-" + "0" * 31)
   monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # discard port: nothing listens
   writer = MetricsWriter(tmp_path, {"seed": 0}, {"mode": "online", "project": "t"})

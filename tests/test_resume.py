@@ -1,9 +1,10 @@
 """Never lose a run (issue 7): a real ``kill -9`` then the same command gives bit-identical final
-parameters; SIGTERM checkpoints and exits 0 with the command that resumes; a kill during a save, a
-leftover temporary save and a corrupt latest checkpoint all leave a restorable previous one.
+parameters; SIGTERM and SIGINT (Ctrl-C) checkpoint and exit 0 with the command that resumes; a kill
+during a save, a leftover temporary save and a corrupt latest checkpoint all leave a restorable
+previous one; a checkpoint written on 8 devices restores exactly onto 2.
 
 The end-to-end tests run the CLI in subprocesses (JAX start-up and compilation dominate each one),
-so there are three of them, on the smoke config and the digits dataset.
+so there are few of them, on the smoke config and the digits dataset.
 """
 import json
 import os
@@ -18,11 +19,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import ROOT, load_config
+from conftest import ROOT, load_config, run_steps
 from ssljax.errors import UserError
-from ssljax.tracking import MetricsWriter, read_metrics
+from ssljax.tracking import read_metrics
 from ssljax.train import loop
 from ssljax.train.checkpoint import Checkpoints, fingerprint
+from ssljax.train.parallel import replicated
 from ssljax.train.state import TrainState
 
 # The smoke config on scikit-learn's digits (the smallest real dataset: evaluation is quick), long
@@ -66,58 +68,69 @@ def _steps(checkpoint_dir):
       if checkpoint_dir.is_dir() else []
 
 
-def _fingerprint(workdir):
-  return json.loads((workdir / "report.json").read_text())["pretrain"]["params_fingerprint"]
-
-
-def _uninterrupted_fingerprint(workdir):
-  """LONG's pretraining run in this process (no evaluation, no second JAX start-up): 2 of the 8
-  test devices compile the same program as the CLI's 2 devices, so the bits are the same."""
-  config = load_config("fmnist_infonce", "smoke")
-  config.dataset, config.devices, config.steps = "digits", 2, 240
-  config.checkpoint_every = config.log_every = 10
-  workdir.mkdir()
-  exp = loop.build_experiment(config)
-  _, summary = loop.pretrain(exp, workdir, MetricsWriter(workdir, {}, config.wandb))
-  return summary["params_fingerprint"]
+def _stop(process):
+  """Kills ``process`` if the test gives up on it before it ends."""
+  if process.poll() is None:
+    process.kill()
+    process.wait(timeout=30)
 
 
 def test_kill9_then_the_same_command_gives_bit_identical_params(tmp_path):
-  reference, tmp_path = tmp_path / "reference", tmp_path / "run"
-  run = _start(tmp_path, LONG)
-  _wait_for(lambda: _steps(tmp_path / "checkpoints"), run)  # a checkpoint is complete
-  run.send_signal(signal.SIGKILL)
-  run.wait()
-  assert run.returncode == -signal.SIGKILL
-  killed_at = max(r["step"] for r in read_metrics(tmp_path))  # flushed lines survive a kill -9
-  assert 10 <= killed_at < 240
-  resumed = _run(tmp_path, LONG)
-  assert "Resuming from the checkpoint at step" in resumed.stdout
-  assert _fingerprint(tmp_path) == _uninterrupted_fingerprint(reference)
+  reference_dir, tmp_path = tmp_path / "reference", tmp_path / "run"
+  # The uninterrupted run is the same command in its own process, on the same 2 devices: a
+  # 2-device step inside this test process (8 fake devices, see conftest) is a different XLA CPU
+  # client and may round differently. It runs while the other one is killed and resumed.
+  reference = _start(reference_dir, LONG)
+  try:
+    run = _start(tmp_path, LONG)
+    try:
+      _wait_for(lambda: _steps(tmp_path / "checkpoints"), run)  # a checkpoint is complete
+      run.send_signal(signal.SIGKILL)
+      run.wait()
+    finally:
+      _stop(run)
+    assert run.returncode == -signal.SIGKILL
+    killed_at = max(r["step"] for r in read_metrics(tmp_path))  # flushed lines survive a kill -9
+    assert 10 <= killed_at < 240
+    resumed = _run(tmp_path, LONG)
+    assert "Resuming from the checkpoint at step" in resumed.stdout
+    assert reference.wait(timeout=600) == 0, reference.output()[1][-3000:]
+  finally:
+    _stop(reference)
+  reference_report = json.loads((reference_dir / "report.json").read_text())["pretrain"]
+  assert reference_report["resumed_from_step"] == 0 and reference_report["devices"] == 2
   report = json.loads((tmp_path / "report.json").read_text())["pretrain"]
+  assert report["devices"] == 2
+  assert report["params_fingerprint"] == reference_report["params_fingerprint"]
   assert 10 <= report["resumed_from_step"] < 240
   logged = [r["step"] for r in read_metrics(tmp_path)]
   assert logged == list(range(10, 241, 10))  # steps after the checkpoint were not logged twice
 
 
-def test_sigterm_finishes_the_step_checkpoints_and_prints_how_to_resume(tmp_path):
+# Ctrl-C sends SIGINT; a scheduler's preemption, SIGTERM. Both must end the same way.
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_a_stop_signal_finishes_the_step_checkpoints_and_prints_how_to_resume(tmp_path, sig):
   tmp_path = tmp_path / "run"
   run = _start(tmp_path, LONG)
-  _wait_for(lambda: read_metrics(tmp_path), run)  # training is under way
-  run.send_signal(signal.SIGTERM)
-  run.wait(timeout=300)
+  try:
+    _wait_for(lambda: read_metrics(tmp_path), run)  # training is under way
+    run.send_signal(sig)
+    run.wait(timeout=300)
+  finally:
+    _stop(run)
   out, err = run.output()
   assert run.returncode == 0, err[-3000:]
-  stopped = [line for line in out.splitlines() if line.startswith("stopped by SIGTERM after step")]
+  stopped = [line for line in out.splitlines() if line.startswith(f"stopped by {sig.name} after")]
   assert stopped, out
   step = int(stopped[0].split()[5])
-  assert stopped[0] == (f"stopped by SIGTERM after step {step} of 240; checkpoint saved in "
+  assert stopped[0] == (f"stopped by {sig.name} after step {step} of 240; checkpoint saved in "
                         f"{tmp_path / 'checkpoints'}. Resume with:")
   assert _steps(tmp_path / "checkpoints")[-1] == step  # the step in flight, not the last periodic
   resume = out.splitlines()[out.splitlines().index(stopped[0]) + 1].strip()
   assert resume.startswith(f"cd {ROOT} && {sys.executable} -m ssljax.pretrain --config=")
   assert resume.endswith(f"--workdir={tmp_path}")
   assert not (tmp_path / "report.json").exists()
+  assert "Traceback" not in err and "KeyboardInterrupt" not in err
 
 
 def _tiny_state(step, value=1.0, size=4):
@@ -210,6 +223,37 @@ def test_no_restorable_checkpoint_is_an_error_that_moves_nothing(tmp_path):
                                           nonfinite={"count": jnp.zeros((), jnp.int32)}))
   checkpoints.close()
   assert _steps(tmp_path) == [5]
+
+
+def test_a_checkpoint_written_on_8_devices_restores_exactly_onto_2(tmp_path):
+  """``devices`` may change on resume (a job rescheduled on a smaller slice): the restored state
+  must be the saved one bit for bit, laid out on the new mesh."""
+  config = load_config("fmnist_infonce", "smoke")
+  config.dataset, config.devices = "digits", 8
+  eight = loop.build_experiment(config)
+  initial = jax.device_get(loop.initial_state(eight))
+  _, trained = run_steps(config, steps=2, initial=initial)  # params, Adam moments, BN statistics
+  checkpoints = Checkpoints(tmp_path)
+  checkpoints.save(jax.device_put(trained, replicated(eight.mesh)))
+  checkpoints.close()
+
+  config.devices = 2
+  two = loop.build_experiment(config)
+  checkpoints = Checkpoints(tmp_path)
+  restored = checkpoints.restore(jax.device_put(initial, replicated(two.mesh)))
+  checkpoints.close()
+  assert int(restored.step) == 2
+  saved_leaves, saved_tree = jax.tree_util.tree_flatten_with_path(trained)
+  restored_leaves, restored_tree = jax.tree_util.tree_flatten_with_path(restored)
+  assert restored_tree == saved_tree
+  for (path, saved), (_, leaf) in zip(saved_leaves, restored_leaves):
+    assert leaf.sharding.device_set == set(two.mesh.devices.flat), jax.tree_util.keystr(path)
+    restored_host = np.asarray(leaf)
+    assert restored_host.dtype == saved.dtype, jax.tree_util.keystr(path)
+    np.testing.assert_array_equal(restored_host, saved, err_msg=jax.tree_util.keystr(path))
+  # The template was the initial state: had it come back unchanged, the comparison would fail.
+  assert fingerprint(trained.params) != fingerprint(initial.params)
+  assert fingerprint(jax.device_get(restored)) == fingerprint(trained)
 
 
 def test_fingerprint_is_order_independent_and_bit_exact():

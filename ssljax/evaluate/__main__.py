@@ -62,6 +62,7 @@ def load_run_config(workdir: pathlib.Path, overrides: dict | None = None
     saved = json.loads(path.read_text())
   except json.JSONDecodeError as e:
     raise UserError(f"{path} is not valid JSON ({e})") from None
+  saved = {k: v for k, v in saved.items() if k != "provenance"}  # about the run, not its config
   if "online_probe_features" not in saved:  # runs from before the key: the head read probe.features
     saved = {**saved, "online_probe_features": saved.get("probe", {}).get("features", "pooled")}
   config = ml_collections.ConfigDict(_tuples(_merge(base_config().to_dict(), saved)))

@@ -15,7 +15,10 @@ from ssljax.objectives.losses import l2_normalize
 @functools.partial(jax.jit, static_argnames=("k", "num_classes"))
 def _predict(query, bank, bank_labels, *, k, num_classes, temperature):
   sims, idx = jax.lax.top_k(query @ bank.T, k)
-  votes = jax.nn.one_hot(bank_labels[idx], num_classes) * jnp.exp(sims / temperature)[..., None]
+  # Weights relative to the nearest neighbour (top_k sorts, so column 0 is the largest): the same
+  # argmax, and exp(sim / temperature) cannot overflow float32 (it does above sim / t = 88).
+  weights = jnp.exp((sims - sims[:, :1]) / temperature)
+  votes = jax.nn.one_hot(bank_labels[idx], num_classes) * weights[..., None]
   return jnp.argmax(votes.sum(axis=1), axis=-1)
 
 
