@@ -57,31 +57,27 @@ def apply_overrides(config, overrides: dict) -> None:
 
 
 def validation_figures(exp, variables, with_map: bool) -> dict:
-  import numpy as np
-
   from ssljax.evaluate.features import extract_features
   from ssljax.evaluate.knn import knn_accuracy
-  from ssljax.evaluate.linear_probe import linear_probe
+  from ssljax.evaluate.linear_probe import linear_probe, validation_split
   config, data = exp.config, exp.dataset
-  order = np.random.default_rng(0).permutation(len(data.train_images))
-  n_val = int(round(config.probe.val_fraction * len(order)))
-  val_idx, fit_idx = order[:n_val], order[n_val:]
-  which = ["pooled", "last_stage"] if with_map else ["pooled"]
-  feats = extract_features(exp.objective, variables, data.train_images, exp.mesh, which)
+  val_idx, fit_idx = validation_split(len(data.train_images), config.probe.val_fraction)
   labels = data.train_labels
   out = {}
   for name, key in (("pooled", "pooled_val"), ("last_stage", "map_val")):
-    if name not in feats:
+    if name == "last_stage" and not with_map:
       continue
+    # One representation at a time: a flattened final map of 60k images is gigabytes.
+    feats = extract_features(exp.objective, variables, data.train_images, exp.mesh, [name])[name]
     # linear_probe's own validation split: its val_top1 never sees test (test arrays are a dummy).
-    probe = linear_probe(feats[name], labels, feats[name][:2], labels[:2], data.num_classes,
-                         config.probe)
+    probe = linear_probe(feats, labels, feats[:2], labels[:2], data.num_classes, config.probe)
     out[key] = probe["val_top1"]
     out[key + "_chosen"] = probe["chosen"]
-  knn = knn_accuracy(feats["pooled"][fit_idx], labels[fit_idx], feats["pooled"][val_idx],
-                     labels[val_idx], data.num_classes, k=config.knn.k,
-                     temperature=config.knn.temperature)
-  out["knn_val"] = knn["top1"]
+    if name == "pooled":
+      knn = knn_accuracy(feats[fit_idx], labels[fit_idx], feats[val_idx], labels[val_idx],
+                         data.num_classes, k=config.knn.k, temperature=config.knn.temperature)
+      out["knn_val"] = knn["top1"]
+    del feats
   return out
 
 

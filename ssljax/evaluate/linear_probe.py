@@ -4,8 +4,9 @@
 2. Pick learning rate and weight decay from a grid by validation top-1.
 3. Refit on the full train split with several seeds; report test top-1 (and top-5) as the mean and
    a 95% confidence interval over seeds (Student's t).
-Features are standardised with train statistics. Training is AdamW with a cosine schedule on
-minibatches, one ``lax.scan`` per fit, so a whole fit is a single compiled call.
+Features are standardised with the statistics of the rows a fit trains on (each minibatch as it is
+drawn, so the features are held once). Training is AdamW with a cosine schedule on minibatches, one
+``lax.scan`` per fit, so a whole fit is a single compiled call.
 """
 from __future__ import annotations
 
@@ -31,9 +32,11 @@ def mean_ci95(values) -> tuple[float, float]:
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "epochs", "batch_size"))
-def fit_linear(x, y, lr, weight_decay, seed, *, num_classes, epochs, batch_size):
-  """Softmax regression on (standardised) features; returns {'w', 'b'}."""
-  n, d = x.shape
+def fit_linear(x, y, rows, mean, scale, lr, weight_decay, seed, *, num_classes, epochs, batch_size):
+  """Softmax regression on the standardised features ``(x[rows] - mean) * scale``; returns
+  {'w', 'b'} of that standardised space. Minibatches are standardised as they are drawn, so the
+  features are held once (a flattened map of 60k images is gigabytes) and never copied whole."""
+  n, d = rows.shape[0], x.shape[1]
   batch_size = min(batch_size, n)
   steps_per_epoch = n // batch_size
   total = epochs * steps_per_epoch
@@ -46,10 +49,10 @@ def fit_linear(x, y, lr, weight_decay, seed, *, num_classes, epochs, batch_size)
   def epoch(carry, key):
     def step(carry, idx):
       params, opt_state = carry
-      grads = jax.grad(loss_fn)(params, x[idx], y[idx])
+      grads = jax.grad(loss_fn)(params, (x[idx] - mean) * scale, y[idx])
       updates, opt_state = tx.update(grads, opt_state, params)
       return (optax.apply_updates(params, updates), opt_state), None
-    order = jax.random.permutation(key, n)[:steps_per_epoch * batch_size]
+    order = rows[jax.random.permutation(key, n)[:steps_per_epoch * batch_size]]
     carry, _ = jax.lax.scan(step, carry, order.reshape(steps_per_epoch, batch_size))
     return carry, None
 
@@ -58,15 +61,30 @@ def fit_linear(x, y, lr, weight_decay, seed, *, num_classes, epochs, batch_size)
   return params
 
 
-def topk_accuracy(params, x, y, k: int) -> float:
-  logits = np.asarray(x @ params["w"] + params["b"])
+def feature_moments(x: np.ndarray, rows: np.ndarray, chunk: int = 4096):
+  """(mean, 1 / (std + 1e-6)) per feature of ``x[rows]``, two passes over chunks in float64, so
+  ``x[rows]`` is never copied whole."""
+  total = np.zeros(x.shape[1])
+  for i in range(0, len(rows), chunk):
+    total += x[rows[i:i + chunk]].sum(0, dtype=np.float64)
+  mean = total / len(rows)
+  squares = np.zeros(x.shape[1])
+  for i in range(0, len(rows), chunk):
+    squares += ((x[rows[i:i + chunk]] - mean) ** 2).sum(0)
+  std = np.sqrt(squares / len(rows))
+  return mean.astype(np.float32), (1.0 / (std + 1e-6)).astype(np.float32)
+
+
+def linear_logits(params, x: np.ndarray, mean, scale, chunk: int = 4096) -> np.ndarray:
+  """Logits of the probe on raw features: standardisation folded into the weights."""
+  w = np.asarray(params["w"]) * np.asarray(scale)[:, None]
+  b = np.asarray(params["b"]) - np.asarray(mean) @ w
+  return np.concatenate([x[i:i + chunk] @ w + b for i in range(0, len(x), chunk)])
+
+
+def topk_accuracy(logits: np.ndarray, y, k: int) -> float:
   top = np.argsort(-logits, axis=1)[:, :k]
   return float(np.mean(np.any(top == np.asarray(y)[:, None], axis=1)))
-
-
-def standardize(train: np.ndarray, *others: np.ndarray):
-  mean, std = train.mean(0), train.std(0) + 1e-6
-  return [(a - mean) / std for a in (train, *others)]
 
 
 def validation_split(n: int, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
@@ -84,21 +102,25 @@ def linear_probe(train_x, train_y, test_x, test_y, num_classes, probe_config) ->
   fit = functools.partial(fit_linear, num_classes=num_classes, epochs=int(cfg.epochs),
                           batch_size=int(cfg.batch_size))
   val_idx, fit_idx = validation_split(len(train_x), cfg.val_fraction)
-  fit_x, val_x = standardize(train_x[fit_idx], train_x[val_idx])
-  fit_x, fit_y = jnp.asarray(fit_x), jnp.asarray(train_y[fit_idx])
+  train_x = np.asarray(train_x, np.float32)
+  device_x, device_y = jnp.asarray(train_x), jnp.asarray(train_y)  # one copy, for every fit
+  mean, scale = feature_moments(train_x, fit_idx)
   grid = []
   for lr, wd in itertools.product(cfg.lrs, cfg.weight_decays):
-    params = fit(fit_x, fit_y, lr, wd, 0)
-    grid.append({"lr": lr, "wd": wd, "val_top1": topk_accuracy(params, val_x, train_y[val_idx], 1)})
+    params = fit(device_x, device_y, jnp.asarray(fit_idx), mean, scale, lr, wd, 0)
+    logits = linear_logits(params, train_x[val_idx], mean, scale)
+    grid.append({"lr": lr, "wd": wd, "val_top1": topk_accuracy(logits, train_y[val_idx], 1)})
   best = max(grid, key=lambda g: g["val_top1"])
-  del fit_x
-  full_x, test_std = standardize(train_x, test_x)
-  full_x, full_y = jnp.asarray(full_x), jnp.asarray(train_y)
+  every_row = np.arange(len(train_x))
+  mean, scale = feature_moments(train_x, every_row)
   top1, top5 = [], []
   for seed in range(int(cfg.seeds)):
-    params = fit(full_x, full_y, best["lr"], best["wd"], seed)
-    top1.append(topk_accuracy(params, test_std, test_y, 1))
-    top5.append(topk_accuracy(params, test_std, test_y, 5))
+    params = fit(device_x, device_y, jnp.asarray(every_row), mean, scale, best["lr"], best["wd"],
+                 seed)
+    logits = linear_logits(params, test_x, mean, scale)
+    top1.append(topk_accuracy(logits, test_y, 1))
+    top5.append(topk_accuracy(logits, test_y, 5))
+  del device_x
   mean1, ci1 = mean_ci95(top1)
   result = {"top1": mean1, "top1_ci95": ci1, "top1_per_seed": top1, "seeds": int(cfg.seeds),
             "val_top1": best["val_top1"], "chosen": {"lr": best["lr"], "wd": best["wd"]},
