@@ -13,7 +13,7 @@ import pathlib
 
 from ssljax.evaluate.plots import evaluation_plots, plot_pretraining, plot_probes
 from ssljax.evaluate.plots import save_image_grid  # noqa: F401  (objectives draw their grids here)
-from ssljax.evaluate.tables import figure_rows, headline, report_markdown  # noqa: F401
+from ssljax.evaluate.tables import figure_rows, report_markdown
 
 
 def result_lines(report: dict, workdir: pathlib.Path) -> list[str]:
