@@ -21,14 +21,14 @@ from ssljax.data.sources import Dataset, load_dataset
 from ssljax.errors import UserError
 from ssljax.models import build_encoder
 from ssljax.objectives import Objective, build_objective
-from ssljax.tracking import MetricsWriter
+from ssljax.tracking import MetricsWriter, read_metrics
 from ssljax.train import parallel
 from ssljax.train import stopping
 from ssljax.train.checkpoint import Checkpoints
 from ssljax.train.optim import build_optimizer
 from ssljax.train.state import TrainState, create_state
 from ssljax.train.step import jit_train_step, make_train_step
-from ssljax.train.summary import headline_losses, pretrain_summary
+from ssljax.train.summary import headline_losses, last_logged, pretrain_summary
 
 
 @dataclasses.dataclass
@@ -142,6 +142,8 @@ def _pretrain(exp, workdir, writer, stop: stopping.PreemptionFlag) -> tuple[Trai
   finally:
     bar.close()
     checkpoints.close()  # waits for an in-flight asynchronous save, even when a step failed
+  if not last:  # resumed at the end, nothing trained now: the loss the run logged when it got there
+    last = last_logged(read_metrics(workdir), exp.total_steps)
   summary = pretrain_summary(exp, state, last, resumed_from_step=start, wall_s=timing.wall_s,
                              images_per_s=timing.images_per_s)
   return state, summary

@@ -46,12 +46,18 @@ def pretrain_summary(exp, state, final_metrics: dict, *, resumed_from_step: int 
   }
 
 
+def last_logged(records: list[dict], step: int) -> dict:
+  """The step's own metrics in the last ``metrics.jsonl`` record at or before ``step``."""
+  records = [r for r in records if r["step"] <= step]
+  return {k: v for k, v in (records[-1] if records else {}).items() if k not in LOGGED_BY_THE_LOOP}
+
+
 def summary_from_metrics(exp, state, records: list[dict]) -> dict:
   """:func:`pretrain_summary` from what the loop logged (``metrics.jsonl`` records) up to the
   state's step: the wall time is unknown there, the throughput the mean of the logged intervals."""
   step = int(jax.device_get(state.step))
   records = [r for r in records if r["step"] <= step]
-  last = {k: v for k, v in (records[-1] if records else {}).items() if k not in LOGGED_BY_THE_LOOP}
+  last = last_logged(records, step)
   speeds = [r["images_per_s"] for r in records if isinstance(r.get("images_per_s"), (int, float))
             and math.isfinite(r["images_per_s"])]
   return pretrain_summary(exp, state, last, resumed_from_step=None, wall_s=None,
