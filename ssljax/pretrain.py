@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import re
 import shlex
 import sys
 
@@ -26,14 +25,6 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (config, checkpoi
 _DEBUG = flags.DEFINE_bool("debug", False, "Show full tracebacks instead of one-line errors.")
 _MULTIHOST = flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() first: one "
                                "process per host, coordinator from SLURM / TPU / MPI environment.")
-
-
-def resolved_config(config) -> dict:
-  """The config as saved to config.json: only the chosen encoder's and objective's sections."""
-  d = config.to_dict()
-  d["encoders"] = {config.encoder: d["encoders"].get(config.encoder, {})}
-  d["objectives"] = {config.objective: d["objectives"].get(config.objective, {})}
-  return d
 
 
 def init_distributed() -> None:
@@ -82,7 +73,7 @@ def run(config, workdir: str | pathlib.Path) -> dict:
 def _run(config, workdir: pathlib.Path, is_main: bool) -> dict:
   from ssljax.base_config import base_config
   from ssljax.evaluate.run import evaluate_and_report
-  from ssljax.rundir import check_resumable, write_config
+  from ssljax.rundir import check_resumable, resolved_config, write_config
   from ssljax.tracking import MetricsWriter
   from ssljax.train.loop import build_experiment, pretrain
 
@@ -128,12 +119,8 @@ def main(argv):
   import jax
   if jax.process_index() != 0:
     return  # the report and its summary line are process 0's; the others would repeat it
-  probe = report.get("linear_probe", {})
-  workdir = pathlib.Path(workdir)
-  if "top1" in probe:
-    print(f"linear probe top-1: {probe['top1']:.4f} ± {probe['top1_ci95']:.4f} "
-          f"({probe['seeds']} seeds, {probe['features']} features)")
-  print(f"report: {workdir / 'report.md'} (and report.json, plots/)")
+  from ssljax.evaluate.report import result_lines
+  print("\n".join(result_lines(report, pathlib.Path(workdir))))
 
 
 def resume_command() -> str:
@@ -142,38 +129,18 @@ def resume_command() -> str:
   return f"cd {shlex.quote(os.getcwd())} && {command}"
 
 
-def _unknown_config_key(error: Exception) -> str | None:
-  """The one-line message for an unknown ``--config.KEY`` (ml_collections raises a bare
-  AttributeError/KeyError while absl parses flags), or None if ``error`` is something else."""
-  text = str(error)
-  key = re.search(r"'(\w+)", text)
-  suggestion = re.search(r'Did you mean \\?"(\w+)', text)
-  for arg in sys.argv[1:]:
-    name = arg.split("=", 1)[0]
-    if key and name.startswith("--config.") and name.split(".")[-1] == key.group(1):
-      hint = f"did you mean {suggestion.group(1)!r}?" if suggestion else "check the config file"
-      return f"{name}: the config has no key {key.group(1)!r}; {hint}"
-  return None
-
-
 def entry_point():
-  """Runs ``main``: a UserError becomes one line on stderr and exit code 2; a preemption (SIGTERM,
-  SIGINT) after its checkpoint becomes how to resume and exit code 0."""
+  """Runs ``main``: a UserError (an unknown ``--config.KEY`` too, caught where absl parses the
+  flags) becomes one line on stderr and exit code 2; a preemption (SIGTERM, SIGINT) after its
+  checkpoint becomes how to resume and exit code 0; anything else is a bug and keeps its traceback."""
   reexec_with_tuned_malloc()  # before jax is imported: see ssljax/host_memory.py
   from ssljax.train.stopping import Preempted
-  debug = "--debug" in sys.argv or any(a.startswith("--debug=t") for a in sys.argv)
   try:
     run_app(main)
   except Preempted as e:
     print(f"{e}; checkpoint saved in {e.checkpoint_dir}. Resume with:\n  {resume_command()}",
           flush=True)
     sys.exit(0)
-  except (AttributeError, KeyError) as e:
-    message = None if debug else _unknown_config_key(e)
-    if message is None:
-      raise
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
 
 
 if __name__ == "__main__":

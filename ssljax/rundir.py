@@ -1,4 +1,5 @@
-"""The run directory's guards: one run at a time, writable, and resumed only under a compatible config.
+"""The run directory: its guards (one run at a time, writable, resumed only under a compatible
+config) and the one owner of ``config.json``'s format (resolve, write, read, resume policy).
 
 Two runs writing one ``--workdir`` would interleave checkpoints and metrics and silently corrupt
 both, so a run holds an exclusive ``fcntl.flock`` on ``DIR/.lock`` (holding its PID, for the
@@ -12,6 +13,11 @@ length...), resuming would silently produce a run of neither config. The saved `
 compared with the new one first and the differing keys are shown. ``config.json`` also holds the
 ``provenance`` of the invocation that wrote it (versions, devices, git commit, command line); that
 describes where the run ran, not what it computes, so resuming ignores it and rewrites it.
+
+``config.json`` holds the resolved config (:func:`resolved_config`: only the chosen encoder's and
+objective's argument sections), written by :func:`write_config`, read back by :func:`read_config`
+(the document) and :func:`load_run_config` (a ConfigDict to rebuild the run with, keys added to
+``base_config`` since the run filled in with their defaults).
 """
 from __future__ import annotations
 
@@ -24,12 +30,23 @@ import pathlib
 import tempfile
 from typing import Iterator, Mapping
 
+import ml_collections
+
 from ssljax.config_checks import resume_conflicts
 from ssljax.errors import UserError
 from ssljax.provenance import provenance
 
 LOCK_FILE = ".lock"
+CONFIG_FILE = "config.json"
 PROVENANCE = "provenance"  # config.json's key for the provenance record (not a config key)
+
+
+def resolved_config(config: ml_collections.ConfigDict) -> dict:
+  """The config as saved to config.json: only the chosen encoder's and objective's sections."""
+  d = config.to_dict()
+  d["encoders"] = {config.encoder: d["encoders"].get(config.encoder, {})}
+  d["objectives"] = {config.objective: d["objectives"].get(config.objective, {})}
+  return d
 
 
 @contextlib.contextmanager
@@ -81,7 +98,7 @@ def check_resumable(workdir: pathlib.Path, resolved: Mapping, defaults: Mapping 
   ``resolved`` in a key that may not change on resume (keys newer than the run are fine while they
   keep their ``defaults`` value)."""
   workdir = pathlib.Path(workdir)
-  saved_path = workdir / "config.json"
+  saved_path = workdir / CONFIG_FILE
   if not saved_path.exists() or not has_checkpoints(workdir):
     return  # nothing to resume: the new config simply replaces the old one
   try:
@@ -103,8 +120,63 @@ def check_resumable(workdir: pathlib.Path, resolved: Mapping, defaults: Mapping 
 def write_config(workdir: pathlib.Path, resolved: Mapping, record: Mapping | None = None) -> None:
   """Writes ``config.json`` atomically (a crash mid-write must not leave half a config): the
   resolved config, and under ``provenance`` this invocation's ``record`` (default: measured now)."""
-  path = pathlib.Path(workdir) / "config.json"
+  path = pathlib.Path(workdir) / CONFIG_FILE
   tmp = path.with_name(path.name + ".tmp")
   document = {**resolved, PROVENANCE: dict(provenance() if record is None else record)}
   tmp.write_text(json.dumps(document, indent=2) + "\n")
   os.replace(tmp, path)
+
+
+def read_config(workdir: pathlib.Path, missing_ok: bool = False) -> dict:
+  """``config.json`` of ``workdir`` as saved (with its ``provenance``); ``{}`` when it is missing and
+  ``missing_ok``."""
+  workdir = pathlib.Path(workdir)
+  path = workdir / CONFIG_FILE
+  if not path.is_file():
+    if missing_ok:
+      return {}
+    raise UserError(f"{workdir} has no {CONFIG_FILE}, so it is not a run directory; "
+                    "`python -m ssljax.pretrain --workdir=DIR` writes one")
+  try:
+    return json.loads(path.read_text())
+  except (OSError, ValueError) as e:
+    raise UserError(f"{path} is not valid JSON ({e})") from None
+
+
+def load_run_config(workdir: pathlib.Path, overrides: Mapping | None = None
+                    ) -> tuple[ml_collections.ConfigDict, dict]:
+  """(the config to rebuild the run of ``workdir`` with, its saved config without provenance).
+
+  Keys added to ``base_config`` since the run wrote its config.json take their defaults; JSON lists
+  become the tuples configs hold, so ``overrides`` (flattened ``{"probe.seeds": 3}``) type-check.
+  """
+  from ssljax.base_config import base_config
+  saved = {k: v for k, v in read_config(workdir).items() if k != PROVENANCE}
+  if "online_probe_features" not in saved:  # runs from before the key: the head read probe.features
+    saved = {**saved, "online_probe_features": saved.get("probe", {}).get("features", "pooled")}
+  config = ml_collections.ConfigDict(_tuples(_merge(base_config().to_dict(), saved)))
+  try:
+    config.update_from_flattened_dict(dict(overrides or {}))
+  except (KeyError, TypeError) as e:
+    raise UserError(f"cannot apply the overrides to the run's config: {e}") from None
+  return config, saved
+
+
+def _tuples(value):
+  """JSON lists back to the tuples configs hold (so overrides type-check against them)."""
+  if isinstance(value, dict):
+    return {k: _tuples(v) for k, v in value.items()}
+  if isinstance(value, list):
+    return tuple(_tuples(v) for v in value)
+  return value
+
+
+def _merge(defaults: dict, saved: dict) -> dict:
+  """``defaults`` with ``saved`` written over them, section by section."""
+  out = dict(defaults)
+  for key, value in saved.items():
+    if isinstance(value, dict) and isinstance(out.get(key), dict):
+      out[key] = _merge(out[key], value)
+    else:
+      out[key] = value
+  return out

@@ -14,7 +14,7 @@ Before anything starts, every expanded command is parsed the way ``ssljax.pretra
 (ml_collections config flags), so a typo in a 16-run sweep fails in a second, not after run 1.
 W&B is used when an API key is configured and ``WANDB_MODE`` is not offline/disabled; otherwise this
 says so and runs the sweep locally: ``ROOT/NAME/<run>/`` per run (an existing ``report.json`` means
-done: delete the directory to rerun it), then ``python -m ssljax.report`` over them into
+done: delete the directory to rerun it), then ``python -m ssljax.compare`` over them into
 ``ROOT/NAME/comparison.md``. Locally, ``method: grid`` runs the grid in order (at most ``--count``);
 ``method: random`` draws ``--count`` points (required: W&B's random search has no end) from each
 parameter's distribution the way W&B does, seeded by ``--seed``; ``method: bayes`` needs W&B's
@@ -235,7 +235,8 @@ def run_local(sweep: dict, count: int, root: pathlib.Path, dry_run: bool, seed: 
               why: str | None = None) -> int:
   """Runs the sweep's points one after another; then the comparison report. Returns an exit code.
   ``why``: the reason W&B is not used, said once the sweep is known to run here."""
-  from ssljax.report import _f as _fmt, write_comparison
+  from ssljax.compare import write_comparison
+  from ssljax.evaluate.figures import format_value
   out = pathlib.Path(root) / sweep["name"]
   numbered = sweep.get("method", "grid") == "random"
   plan = [(params, out / run_name(params, i if numbered else None))
@@ -258,13 +259,13 @@ def run_local(sweep: dict, count: int, root: pathlib.Path, dry_run: bool, seed: 
       continue
     done.append(workdir)
   if dry_run:
-    print(f"then: {sys.executable} -m ssljax.report <the run dirs> --out={out}")
+    print(f"then: {sys.executable} -m ssljax.compare <the run dirs> --out={out}")
     return 0
   if done:
     document = write_comparison(done, out)
     best = document["runs"][0]
     print(f"comparison of {len(done)} run(s): {out / 'comparison.md'}; best by probe top-1: "
-          f"{best['run']} ({_fmt(best['probe_top1'])})")
+          f"{best['run']} ({format_value(best['probe_top1'])})")
   if failed:
     print(f"{len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
   return 1 if failed else 0

@@ -144,6 +144,51 @@ def test_small_input_adaptations():
     trace(build_encoder("alexnet", {"stem": "imagenet"}), (32, 32, 3))
 
 
+
+@pytest.mark.parametrize("name", ["resnet18", "se_resnet50"])
+def test_resnet_stem_follows_the_input_size_unless_given(name):
+  stem_map = lambda shape, **args: trace(build_encoder(name, {"width": 8, **args}), shape).stages["conv1"]
+  assert stem_map((64, 64, 3)) == (16, 16, 8)  # the paper's 7x7/2 conv + 3x3/2 pool from 64 px
+  assert stem_map((63, 64, 3)) == (63, 64, 8)  # below: the CIFAR stem keeps the resolution
+  assert stem_map((64, 64, 3), stem="cifar") == (64, 64, 8)
+  assert stem_map((32, 32, 3), stem="imagenet") == (8, 8, 8)
+  with pytest.raises(UserError, match="stem 'tiny' unknown; valid: auto, cifar, imagenet"):
+    stem_map((32, 32, 3), stem="tiny")
+
+
+def test_summary_cli_resnet50_at_imagenet_size_gets_the_paper_stem_by_itself(capsys):
+  assert summary_main(["resnet50", "--input-shape", "224,224,3", "--num-classes", "1000"]) == 0
+  assert capsys.readouterr().out.strip().splitlines()[-1] == "total params: 25557032"
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_forward_mode_derivative_through_every_encoder(name):
+  """jax.jvp through each encoder (its CPU kernels are custom_jvp rules) equals jax.jvp through
+  the stock XLA layers, for tangents on both the parameters and the images."""
+  from ssljax.models.cpu_kernels import use_cpu_kernels
+  shallow = {"stage_sizes": (1, 1, 1, 1)} if "resnet" in name else {}  # same blocks, less compile
+  encoder = build_encoder(name, {**SMALL[name], **shallow})
+  x = jax.random.uniform(jax.random.key(0), (2, 28, 28, 1))
+  rng = np.random.default_rng(1)
+  random_like = lambda s: jnp.asarray(rng.normal(0, 0.1, s.shape), s.dtype)
+  shapes = jax.eval_shape(encoder.init, jax.random.key(1), x)
+  params = jax.tree.map(random_like, shapes["params"])
+  # BatchNorm statistics of a unit normal: random ones could be negative variances (NaN).
+  rest = {k: jax.tree_util.tree_map_with_path(
+      lambda path, s: jnp.full(s.shape, float(path[-1].key == "var"), s.dtype), v)
+      for k, v in shapes.items() if k != "params"}
+  tangents = jax.tree.map(random_like, (params, x))
+  features = lambda p, x: encoder.apply({"params": p, **rest}, x, train=False)[0]
+  results = []
+  for enabled in (True, False):
+    with use_cpu_kernels(enabled):  # read at trace time: each jit traces under its own setting
+      results.append(jax.jit(lambda p, x, t: jax.jvp(features, (p, x), t))(params, x, tangents))
+  (out, tangent), (stock_out, stock_tangent) = results
+  assert np.isfinite(tangent).all() and np.abs(tangent).max() > 0
+  np.testing.assert_allclose(out, stock_out, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(tangent, stock_tangent, rtol=1e-3, atol=1e-4)
+
+
 @pytest.mark.parametrize("name, shape", [("lenet5", (32, 32, 3)), ("mlp", (28, 28, 1)),
                                          ("alexnet", (32, 32, 3))])
 def test_forward_pass_and_dropout(name, shape):

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import ROOT, load_config
 from ssljax import pretrain as pretrain_cli
-from ssljax import report as compare
+from ssljax import compare
 from ssljax.data.sources import Dataset, load_dataset
 from ssljax.evaluate.geometry import invariance, invariance_scores
 from ssljax.evaluate.transfer import AFTER_STAGES, adapt_images, run_transfer, stage_params
@@ -185,7 +185,7 @@ def test_comparison_report_sorts_runs_by_probe_top1(smoke_run, tmp_path):
   assert markdown.index(document["runs"][0]["run"]) < markdown.index("worse")
   for plot in ("probe", "align_uniform", "invariance", "transfer"):
     assert (tmp_path / "cmp" / "plots" / f"comparison_{plot}.png").exists(), plot
-  cli = subprocess.run([sys.executable, "-m", "ssljax.report", str(smoke_run), str(better),
+  cli = subprocess.run([sys.executable, "-m", "ssljax.compare", str(smoke_run), str(better),
                         f"--out={tmp_path / 'cli'}"], cwd=ROOT, text=True, capture_output=True,
                        timeout=300)
   assert cli.returncode == 0, cli.stderr[-2000:]
@@ -210,3 +210,51 @@ def test_report_tables_and_plots_go_to_wandb(smoke_run, tmp_path):
   document = compare.write_comparison([run], tmp_path / "cmp")
   compare.log_comparison(document, "offline")
   assert list((tmp_path / "cmp").glob("wandb/offline-run-*/files/media/table/comparison/table*"))
+
+
+def test_importing_the_report_modules_leaves_matplotlib_alone():
+  # A library must not pick a backend (or load pyplot) for the program that imports it.
+  code = ("import sys, matplotlib; before = matplotlib.rcParams._get_backend_or_none()\n"
+          "import ssljax.compare, ssljax.evaluate.report, ssljax.evaluate.plots\n"
+          "assert matplotlib.rcParams._get_backend_or_none() == before, 'backend set'\n"
+          "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'\n")
+  result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+  assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_one_declaration_per_figure_feeds_report_md_the_comparison_and_wandb():
+  from ssljax.evaluate import tables
+  from ssljax.evaluate.figures import wandb_summary
+  report = {
+      "dataset": "digits", "objective": "infonce", "encoder": "cnn",
+      "pretrain": {"steps": 8, "epochs": 0.5, "wall_s": 3.0, "images_per_s": 10.0, "devices": 2,
+                   "final_loss": 2.5},
+      "linear_probe": {"top1": 0.9, "top1_ci95": 0.01, "seeds": 2, "features": "pooled",
+                       "val_top1": 0.8, "chosen": {"lr": 0.1, "wd": 0.0}},
+      "linear_probes": {"pooled": {"top1": 0.9, "top1_ci95": 0.01},
+                        "last_stage": {"top1": 0.85, "top1_ci95": 0.02}},
+      "knn": {"top1": 0.7, "k": 20, "temperature": 0.1, "features": "pooled"},
+      "random_init": {"linear_probe": {"top1": 0.8}},
+      "invariance": {"flip": {"score": 0.5, "pair_cos": 0.9, "random_cos": 0.8},
+                     "protocol": {"pairs": 3}},
+      "align": 0.1, "uniform": -1.0}
+  rows = dict(tables.figure_rows(report))
+  assert rows["pretrain steps / epochs"] == "8 / 0.50"
+  assert (rows["linear probe top-1 (pooled features, 2 seeds, 95% CI)"]
+          == "0.9000 ± 0.0100 — untrained encoder 0.8000 (+0.1000)")
+  assert rows["probe validation top-1 (chose lr, wd)"] == "0.8000 (lr=0.1, wd=0.0)"
+  assert rows["linear probe top-1 (last_stage features)"] == "0.8500 ± 0.0200"
+  assert "linear probe top-1 (pooled features)" not in rows  # the headline is not repeated
+  assert rows["kNN top-1 (k=20, τ=0.1, pooled)"] == "0.7000"
+  assert rows["invariance to flip: score (cos pair vs random)"] == "0.500 (0.900 vs 0.800)"
+  assert not any("protocol" in label or "online" in label or "transfer" in label for label in rows)
+  row = tables.comparison_row({"name": "r", "dir": "d", "report": report}, {},
+                              tables.comparison_figures([report]))
+  assert (row["probe_top1"], row["probe_top1_ci95"], row["invariance_flip"]) == (0.9, 0.01, 0.5)
+  assert row["cells"]["probe_top1"] == "0.9000 ± 0.0100"  # the same format, no control column
+  summary = wandb_summary(report)
+  assert {k: summary[k] for k in ("probe/top1", "probe/top1_ci95", "knn/top1", "invariance/flip",
+                                  "align")} == {"probe/top1": 0.9, "probe/top1_ci95": 0.01,
+                                                "knn/top1": 0.7, "invariance/flip": 0.5,
+                                                "align": 0.1}

@@ -19,7 +19,7 @@ from ssljax.base_config import base_config
 from ssljax.config_checks import check_config
 from ssljax.data.sources import load_dataset
 from ssljax.errors import UserError
-from ssljax.rundir import check_resumable, claim_workdir
+from ssljax.rundir import check_resumable, claim_workdir, resolved_config
 from ssljax.tracking import MetricsWriter
 from ssljax.train import loop
 
@@ -197,13 +197,13 @@ def test_workdir_that_cannot_be_created(tmp_path):
 
 
 def test_resuming_with_an_incompatible_config_shows_the_keys(smoke_config, tmp_path):
-  saved = pretrain_cli.resolved_config(smoke_config)
+  saved = resolved_config(smoke_config)
   (tmp_path / "config.json").write_text(json.dumps(saved))
   (tmp_path / "checkpoints" / "4").mkdir(parents=True)
   harmless = load_config("fmnist_infonce", "smoke")
   harmless.devices, harmless.log_every, harmless.probe.seeds = 2, 7, 5
   harmless.wandb.mode = "offline"
-  check_resumable(tmp_path, pretrain_cli.resolved_config(harmless))  # no error
+  check_resumable(tmp_path, resolved_config(harmless))  # no error
   changed = load_config("fmnist_infonce", "smoke")
   changed.batch_size, changed.optimizer.lr = 16, 1e-3
   with pytest.raises(UserError, match=rf"{tmp_path} holds checkpoints of a run with a different "
@@ -214,15 +214,15 @@ def test_resuming_with_an_incompatible_config_shows_the_keys(smoke_config, tmp_p
 
 def test_resuming_a_run_older_than_a_config_key(smoke_config, tmp_path):
   """A run saved before an option existed resumes while the option keeps its default."""
-  saved = pretrain_cli.resolved_config(smoke_config)
+  saved = resolved_config(smoke_config)
   del saved["micro_batch_size"]
   (tmp_path / "config.json").write_text(json.dumps(saved))
   (tmp_path / "checkpoints" / "4").mkdir(parents=True)
-  defaults = pretrain_cli.resolved_config(base_config())
-  check_resumable(tmp_path, pretrain_cli.resolved_config(smoke_config), defaults)  # no error
+  defaults = resolved_config(base_config())
+  check_resumable(tmp_path, resolved_config(smoke_config), defaults)  # no error
   smoke_config.micro_batch_size = 16
   with pytest.raises(UserError, match=r"micro_batch_size: \(not set\) -> 16"):
-    check_resumable(tmp_path, pretrain_cli.resolved_config(smoke_config), defaults)
+    check_resumable(tmp_path, resolved_config(smoke_config), defaults)
 
 
 def test_nonfinite_loss_stops_with_step_metric_and_hint(smoke_config, tmp_path):
@@ -300,3 +300,22 @@ def test_cli_errors_are_one_line_and_debug_shows_the_traceback(tmp_path):
   result = _cli(*args[:2], "--config.views.scale=0.5", "--debug")
   assert result.returncode != 0 and "Traceback" in result.stderr
   assert "views.scale must be a pair (low, high) in (0, 1], got (0.5,)" in result.stderr
+
+
+def test_a_key_error_inside_training_is_a_traceback_not_an_unknown_config_key(tmp_path):
+  # Only flag parsing turns KeyError/AttributeError into "unknown config key": here the key named
+  # by the error is even given on the command line, and the message would be a lie.
+  script = ("import sys; import ssljax.train.loop as loop\n"
+            "def broken(*args, **kwargs): raise KeyError('batch_size')\n"
+            "loop.pretrain = broken\n"
+            "from ssljax.pretrain import entry_point\n"
+            "sys.argv = ['ssljax.pretrain', *sys.argv[1:]]; entry_point()\n")
+  result = subprocess.run(
+      [sys.executable, "-c", script, "--config=experiments/fmnist_infonce.py:smoke",
+       f"--workdir={tmp_path}", "--config.dataset=digits", "--config.batch_size=16",
+       "--config.cpu_devices=2"],
+      cwd=ROOT, text=True, capture_output=True, timeout=300,
+      env={**os.environ, "SSLJAX_MALLOC_TUNING": "0"})
+  assert result.returncode not in (0, 2)
+  assert "Traceback" in result.stderr and "KeyError: 'batch_size'" in result.stderr
+  assert "has no key" not in result.stderr and "broken" in result.stderr

@@ -90,3 +90,45 @@ def test_same_loss_on_one_and_two_devices(gan, fmnist, tmp_path):
   assert exp.objective.save_plots(variables_of(state), tmp_path,
                                   fmnist.test_images[:8]) == ["gan_samples.png"]
   assert (tmp_path / "gan_samples.png").stat().st_size > 1000
+
+
+@pytest.fixture(scope="module")
+def gan_run(tmp_path_factory):
+  """A finished smoke GAN on digits, its report written by the run itself."""
+  from ssljax import pretrain as pretrain_cli
+  config = load_config("fmnist_gan", "smoke")
+  config.dataset, config.devices = "digits", 2
+  config.probe.seeds, config.probe.raw_pixel_baseline, config.probe.random_init = 1, False, False
+  workdir = tmp_path_factory.mktemp("runs") / "gan"
+  pretrain_cli.run(config, workdir)
+  return workdir
+
+
+def test_evaluating_from_the_checkpoint_gives_the_runs_own_pretrain_section(gan_run, tmp_path):
+  # The GAN has no "loss", only each player's: both paths must read the same headline figure.
+  import json
+  import shutil
+  from ssljax.evaluate.from_checkpoint import evaluate_run
+  run = tmp_path / "run"
+  shutil.copytree(gan_run, run)
+  own = json.loads((run / "report.json").read_text())["pretrain"]
+  (run / "report.json").unlink()  # so evaluation rebuilds the section from checkpoint + metrics
+  again = evaluate_run(run, {"probe.seeds": 1})["pretrain"]
+  metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+  assert own["final_loss"] == metrics[-1]["discriminator/loss"]  # the first player's loss
+  assert again["final_loss"] == own["final_loss"]
+  assert again["final_metrics"] == own["final_metrics"]
+  for key in ("steps", "epochs", "batch_size", "devices", "nonfinite_skipped",
+              "params_fingerprint"):
+    assert again[key] == own[key], key
+  assert again["evaluated_from_checkpoint"] == own["steps"] and again["wall_s"] is None
+
+
+def test_report_json_holds_the_provenance_of_the_invocation(gan_run):
+  import json
+  report = json.loads((gan_run / "report.json").read_text())
+  saved = json.loads((gan_run / "config.json").read_text())["provenance"]
+  assert set(report["provenance"]) == set(saved) >= {"versions", "git_commit", "command",
+                                                      "device_count", "backend"}
+  assert report["provenance"]["command"] == saved["command"]  # the same invocation wrote both
+  assert report["provenance"]["versions"]["jax"] == jax.__version__

@@ -65,3 +65,42 @@ def test_max_pool_matches_flax_values_and_gradients(window, strides, padding, ti
   np.testing.assert_array_equal(ours(x), stock(x))
   loss = lambda pool: lambda x: jnp.sum(jnp.sin(pool(x)))
   np.testing.assert_array_equal(jax.grad(loss(ours))(x), jax.grad(loss(stock))(x))
+
+
+@pytest.mark.parametrize("shape,features,kernel,strides,padding,use_bias", CONVS[:5])
+def test_conv_forward_mode_matches_flax(shape, features, kernel, strides, padding, use_bias):
+  # Forward mode through the CPU kernel (jax.jvp), against flax's stock convolution.
+  x = jax.random.normal(jax.random.key(0), (2, *shape))
+  ours = layers.Conv(features, kernel, strides, padding=padding, use_bias=use_bias)
+  stock = nn.Conv(features, kernel, strides, padding=padding, use_bias=use_bias)
+  params = stock.init(jax.random.key(1), x)
+  tangents = jax.tree.map(lambda a: jax.random.normal(jax.random.key(2), a.shape), (params, x))
+  (_, t_ours), (_, t_stock) = (jax.jvp(m.apply, (params, x), tangents) for m in (ours, stock))
+  np.testing.assert_allclose(t_ours, t_stock, rtol=1e-4, atol=1e-4)
+
+
+def test_max_pool_forward_mode_follows_the_winning_tap():
+  x = jnp.round(jax.nn.relu(jax.random.normal(jax.random.key(0), (2, 8, 8, 3))))  # with ties
+  dx = jax.random.normal(jax.random.key(1), x.shape)
+  _, ours = jax.jvp(lambda x: layers.max_pool(x, (2, 2), (2, 2)), (x,), (dx,))
+  _, stock = jax.jvp(lambda x: nn.max_pool(x, (2, 2), (2, 2)), (x,), (dx,))
+  np.testing.assert_array_equal(ours, stock)
+
+
+def test_cpu_kernels_switch(monkeypatch):
+  from ssljax.errors import UserError
+  from ssljax.models import cpu_kernels
+  x = jnp.ones((1, 8, 8, 4))
+  uses_kernel = lambda: "reduce_window" not in str(jax.make_jaxpr(
+      lambda x: layers.max_pool(x, (2, 2), (2, 2)))(x))
+  monkeypatch.delenv(cpu_kernels.ENV_VAR, raising=False)
+  assert cpu_kernels.cpu_kernels_enabled() == (jax.default_backend() == "cpu") and uses_kernel()
+  with cpu_kernels.use_cpu_kernels(False):
+    assert not cpu_kernels.cpu_kernels_enabled() and not uses_kernel()
+  monkeypatch.setenv(cpu_kernels.ENV_VAR, "0")
+  assert not uses_kernel()
+  with cpu_kernels.use_cpu_kernels(True):  # the explicit switch wins over the environment
+    assert uses_kernel()
+  monkeypatch.setenv(cpu_kernels.ENV_VAR, "off")
+  with pytest.raises(UserError, match="SSLJAX_CPU_KERNELS='off' must be 0"):
+    cpu_kernels.cpu_kernels_enabled()

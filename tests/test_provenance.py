@@ -16,7 +16,7 @@ import pytest
 from conftest import load_config
 from ssljax import pretrain as pretrain_cli
 from ssljax import provenance as prov
-from ssljax.rundir import check_resumable, write_config
+from ssljax.rundir import check_resumable, resolved_config, write_config
 
 KEYS = {"versions", "python", "backend", "device_kind", "device_count", "process_count",
         "git_commit", "git_dirty", "command"}
@@ -72,7 +72,7 @@ def test_outside_a_git_checkout_or_without_git_it_is_null(tmp_path, monkeypatch)
 
 
 def test_config_json_holds_the_provenance_and_resuming_ignores_it(smoke_config, tmp_path):
-  resolved = pretrain_cli.resolved_config(smoke_config)
+  resolved = resolved_config(smoke_config)
   write_config(tmp_path, resolved)
   saved = json.loads((tmp_path / "config.json").read_text())
   assert set(saved["provenance"]) == KEYS

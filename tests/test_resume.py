@@ -263,3 +263,23 @@ def test_fingerprint_is_order_independent_and_bit_exact():
   c = {"x": np.nextafter(a["x"], np.float32(9)), "y": a["y"]}
   assert fingerprint(a) != fingerprint(c)
   assert fingerprint(a) != fingerprint({"x": a["x"].astype(np.float64), "y": a["y"]})
+
+
+def test_rerunning_a_finished_run_reports_the_same_pretrain_section(tmp_path):
+  # The second invocation trains nothing: its final loss is the one the run logged at the end.
+  from ssljax.tracking import MetricsWriter
+  config = load_config("fmnist_infonce", "smoke")
+  config.dataset, config.devices, config.steps, config.log_every = "digits", 2, 2, 1
+  exp = loop.build_experiment(config)
+  summaries = []
+  for _ in range(2):
+    writer = MetricsWriter(tmp_path, {}, {"mode": "disabled"})
+    try:
+      summaries.append(loop.pretrain(exp, tmp_path, writer)[1])
+    finally:
+      writer.close()
+  first, again = summaries
+  assert again["resumed_from_step"] == 2 and first["final_loss"] is not None
+  for key in ("steps", "final_loss", "final_metrics", "params_fingerprint"):
+    assert again[key] == first[key], key
+  assert first["final_loss"] == read_metrics(tmp_path)[-1]["loss"]

@@ -5,9 +5,10 @@
 Why: a train step can run no faster than its convolutions, so this separates "our step wastes time
 around the kernels" from "the kernels themselves are slower". For each 3x3 stride-1 layer of the
 quickstart CNN and of the CIFAR ResNet-18 it prints the median GFLOP/s of the forward pass of:
-XLA:CPU's convolution on one device (what ``ssljax.models.layers.Conv`` runs forward on CPU), the
-same as an im2col GEMM (XLA's matrix-product path), and PyTorch eager (2 threads) in its default
-NCHW layout and channels-last. All in one process, interleaved, on the same inputs.
+XLA:CPU's convolution on one device (what ``ssljax.models.layers.Conv`` runs forward through
+``ssljax.models.cpu_kernels``), the same as an im2col GEMM (XLA's matrix-product path), and
+PyTorch eager (2 threads) in its default NCHW layout and channels-last. All in one process,
+interleaved, on the same inputs.
 Needs the 'bench' extra for PyTorch: pip install -e '.[bench]'.
 """
 from __future__ import annotations
@@ -37,7 +38,7 @@ def main(argv=None):
   import numpy as np
   from jax import lax
 
-  from ssljax.models.layers import _gemm, _patches
+  from ssljax.models.cpu_kernels import gemm, patches
   try:
     import torch
   except ImportError:
@@ -48,8 +49,8 @@ def main(argv=None):
 
   conv = jax.jit(lambda x, w: lax.conv_general_dilated(
       x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")))
-  im2col = jax.jit(lambda x, w: _gemm(_patches(x, (3, 3), (1, 1), ((1, 1), (1, 1))),
-                                      w.reshape(-1, w.shape[-1])))
+  im2col = jax.jit(lambda x, w: gemm(patches(x, (3, 3), (1, 1), ((1, 1), (1, 1))),
+                                    w.reshape(-1, w.shape[-1])))
   rng = np.random.default_rng(0)
   print(f"forward GFLOP/s, batch {args.batch}, median of {args.repeats}, {jax.devices()[0].platform}"
         f" (1 device) vs PyTorch ({torch.get_num_threads() if torch else 0} threads)")

@@ -84,8 +84,7 @@ def validation_figures(exp, variables, with_map: bool) -> dict:
 def run_variant(name: str, overrides: dict, out: pathlib.Path, with_map: bool) -> dict:
   from ssljax.base_config import load_experiment
   from ssljax.evaluate.features import variables_of
-  from ssljax.pretrain import resolved_config
-  from ssljax.rundir import write_config
+  from ssljax.rundir import resolved_config, write_config
   from ssljax.tracking import MetricsWriter
   from ssljax.train.loop import build_experiment, initial_state, pretrain
   config = load_experiment(ROOT / "experiments" / "fmnist_infonce.py")

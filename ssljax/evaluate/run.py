@@ -15,12 +15,14 @@ import jax
 import numpy as np
 
 from ssljax.evaluate.features import extract_features, online_probe_logits, variables_of
+from ssljax.evaluate.figures import wandb_summary
 from ssljax.evaluate.geometry import align_uniform, embedding_fn, invariance
 from ssljax.evaluate.knn import knn_report
 from ssljax.evaluate.linear_probe import linear_probe
 from ssljax.evaluate.report import log_report, write_report
 from ssljax.evaluate.transfer import run_transfer
 from ssljax.objectives.base import init_keys
+from ssljax.provenance import provenance
 
 
 def probed_features(config) -> list[str]:
@@ -142,10 +144,12 @@ def evaluate(exp, state) -> dict:
 def evaluate_and_report(exp, state, workdir: pathlib.Path, pretrain_summary: dict, writer,
                         is_main: bool = True) -> dict:
   """Evaluates ``state`` and (on the main process) writes report.json/.md and plots, logs them to
-  W&B and sets the run summary a sweep optimises (``probe/top1``). Returns the report."""
+  W&B and sets the run summary a sweep optimises (``probe/top1``). Returns the report, whose
+  ``provenance`` is this invocation's (the evaluation's: from a checkpoint it may differ from the
+  pretraining's, which config.json keeps)."""
   config = exp.config
   report = {"dataset": exp.dataset.name, "objective": config.objective, "encoder": config.encoder,
-            "pretrain": pretrain_summary, **evaluate(exp, state)}
+            "pretrain": pretrain_summary, **evaluate(exp, state), "provenance": provenance()}
   if is_main:
     workdir = pathlib.Path(workdir)
     (workdir / "plots").mkdir(exist_ok=True)
@@ -153,12 +157,5 @@ def evaluate_and_report(exp, state, workdir: pathlib.Path, pretrain_summary: dic
                                      exp.dataset.test_images[:16])
     write_report(workdir, report, extra)
     log_report(writer, report, workdir)
-    probe = report.get("linear_probe", {})
-    invariance_ = report.get("invariance", {})
-    writer.summary({"probe/top1": probe.get("top1"), "probe/top1_ci95": probe.get("top1_ci95"),
-                    "knn/top1": report.get("knn", {}).get("top1"),
-                    "online_probe/top1": report.get("online_probe", {}).get("top1"),
-                    "align": report.get("align"), "uniform": report.get("uniform"),
-                    **{f"invariance/{k}": v["score"] for k, v in invariance_.items()
-                       if isinstance(v, dict) and "score" in v}})
+    writer.summary(wandb_summary(report))  # probe/top1 ...: what a sweep optimises
   return report

@@ -24,26 +24,14 @@ from __future__ import annotations
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from ssljax.errors import UserError
-from ssljax.models.layers import Conv, max_pool
+from ssljax.models.layers import Conv, local_response_norm, max_pool
 from ssljax.models.registry import register_encoder
 
 # Smallest side the paper's stem survives: CONV1 must leave 15x15 for three 3x3/2 VALID pools.
 MIN_IMAGENET_SIDE = 67
-
-
-def local_response_norm(x, size: int = 5, k: float = 2.0, alpha: float = 1e-4, beta: float = 0.75):
-  """Across-channel LRN of the AlexNet paper: x / (k + alpha * sum of x^2 over `size` channels)^beta.
-
-  The paper's alpha multiplies the plain sum (Caffe divides it by `size`); GoogLeNet reuses this.
-  """
-  half = size // 2
-  sq = jax.lax.reduce_window(jnp.square(x), 0.0, jax.lax.add, (1, 1, 1, size), (1, 1, 1, 1),
-                             ((0, 0), (0, 0), (0, 0), (half, half)))
-  return x / jnp.power(k + alpha * sq, beta).astype(x.dtype)
 
 
 def _pool(x):

@@ -28,8 +28,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from ssljax.errors import UserError
-from ssljax.models.alexnet import local_response_norm
-from ssljax.models.layers import Conv, max_pool
+from ssljax.models.layers import Conv, local_response_norm, max_pool
 from ssljax.models.registry import register_encoder
 
 # Table 1: name -> (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj); None = max pool 3x3/2.

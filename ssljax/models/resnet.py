@@ -1,9 +1,12 @@
 """ResNets (He et al. 2016): basic blocks (18, 34) and bottleneck blocks (50, 101, 152).
 
 ``stem="imagenet"``: 7x7/2 conv + 3x3/2 max pool, as in the paper. ``stem="cifar"``: one 3x3/1 conv
-and no pool, so 28x28 and 32x32 inputs keep enough resolution for four stages. Projection shortcuts
-(1x1 conv + BN) where shape changes, stride on the 3x3 conv of bottlenecks (torchvision's "v1.5"),
-which leaves the parameter count of the paper unchanged.
+and no pool, so 28x28 and 32x32 inputs keep enough resolution for four stages. ``stem="auto"`` (the
+default) picks by the input: the paper's stem from 64x64 up (its /4 leaves 16x16, and the four
+stages 2x2; the same threshold as MobileNet's stride), the CIFAR stem below; ``stem=`` overrides.
+
+Projection shortcuts (1x1 conv + BN) where shape changes, stride on the 3x3 conv of bottlenecks
+(torchvision's "v1.5"), which leaves the parameter count of the paper unchanged.
 """
 from __future__ import annotations
 
@@ -13,8 +16,21 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from ssljax.errors import UserError
 from ssljax.models.layers import Conv, max_pool
 from ssljax.models.registry import register_encoder
+
+STEMS = ("auto", "cifar", "imagenet")
+IMAGENET_STEM_MIN_SIZE = 64  # smallest side (pixels) from which stem="auto" is the paper's stem
+
+
+def chosen_stem(stem: str, height: int, width: int) -> str:
+  """``"cifar"`` or ``"imagenet"``: ``stem`` itself, or for ``"auto"`` the one that fits the input."""
+  if stem not in STEMS:
+    raise UserError(f"ResNet stem {stem!r} unknown; valid: {', '.join(STEMS)}")
+  if stem != "auto":
+    return stem
+  return "imagenet" if min(height, width) >= IMAGENET_STEM_MIN_SIZE else "cifar"
 
 
 class BasicBlock(nn.Module):
@@ -67,7 +83,7 @@ class BottleneckBlock(nn.Module):
 class ResNet(nn.Module):
   stage_sizes: tuple[int, ...] = (2, 2, 2, 2)
   block: str = "basic"  # "basic" | "bottleneck"
-  stem: str = "cifar"   # "cifar" | "imagenet"
+  stem: str = "auto"    # "auto" | "cifar" | "imagenet" (see the module docstring)
   width: int = 64
   dtype: Any = jnp.float32
 
@@ -79,7 +95,8 @@ class ResNet(nn.Module):
   def __call__(self, x, train: bool = False):
     block_cls = self.block_class()
     x = x.astype(self.dtype)
-    if self.stem == "imagenet":
+    stem = chosen_stem(self.stem, *x.shape[1:3])
+    if stem == "imagenet":
       x = Conv(self.width, (7, 7), (2, 2), padding=3, use_bias=False, dtype=self.dtype,
                   name="stem_conv")(x)
     else:
@@ -88,7 +105,7 @@ class ResNet(nn.Module):
     x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype,
                      name="stem_bn")(x)
     x = nn.relu(x)
-    if self.stem == "imagenet":
+    if stem == "imagenet":
       x = max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     # "conv1" (the paper's name for the stem) sorts before "stage*": JAX rebuilds dicts in sorted
     # key order (jit outputs, tree.map), and 'last_stage' probes must still find stage3 last.

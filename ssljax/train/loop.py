@@ -21,13 +21,14 @@ from ssljax.data.sources import Dataset, load_dataset
 from ssljax.errors import UserError
 from ssljax.models import build_encoder
 from ssljax.objectives import Objective, build_objective
-from ssljax.tracking import MetricsWriter
+from ssljax.tracking import MetricsWriter, read_metrics
 from ssljax.train import parallel
 from ssljax.train import stopping
-from ssljax.train.checkpoint import Checkpoints, fingerprint
+from ssljax.train.checkpoint import Checkpoints
 from ssljax.train.optim import build_optimizer
 from ssljax.train.state import TrainState, create_state
 from ssljax.train.step import jit_train_step, make_train_step
+from ssljax.train.summary import headline_losses, last_logged, pretrain_summary
 
 
 @dataclasses.dataclass
@@ -141,20 +142,10 @@ def _pretrain(exp, workdir, writer, stop: stopping.PreemptionFlag) -> tuple[Trai
   finally:
     bar.close()
     checkpoints.close()  # waits for an in-flight asynchronous save, even when a step failed
-  summary = {
-      "steps": exp.total_steps,
-      "epochs": exp.total_steps / exp.stream.steps_per_epoch,
-      "batch_size": config.batch_size,
-      "devices": exp.mesh.size,
-      "resumed_from_step": start,
-      "wall_s": timing.wall_s,
-      "images_per_s": timing.images_per_s,
-      "final_loss": next(iter(headline_losses(last).values()), None),
-      "final_metrics": last,
-      "nonfinite_skipped": int(jax.device_get(state.nonfinite["count"])),
-      # Two runs whose final parameters are bit-identical have the same fingerprint.
-      "params_fingerprint": fingerprint(state.params),
-  }
+  if not last:  # resumed at the end, nothing trained now: the loss the run logged when it got there
+    last = last_logged(read_metrics(workdir), exp.total_steps)
+  summary = pretrain_summary(exp, state, last, resumed_from_step=start, wall_s=timing.wall_s,
+                             images_per_s=timing.images_per_s)
   return state, summary
 
 
@@ -197,9 +188,3 @@ class _Throughput:
       return None
     return self.batch_size * (self.last[1] - self.first[1]) / (self.last[0] - self.first[0])
 
-
-def headline_losses(metrics: dict) -> dict[str, float]:
-  """The objective's loss, or each player's (e.g. the GAN's discriminator/loss, generator/loss)."""
-  if "loss" in metrics:
-    return {"loss": metrics["loss"]}
-  return {k: v for k, v in metrics.items() if k.endswith("/loss") and "probe" not in k}
