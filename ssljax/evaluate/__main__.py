@@ -76,6 +76,7 @@ def load_run_config(workdir: pathlib.Path, overrides: dict | None = None
 def _pretrain_summary(workdir: pathlib.Path, exp, step: int) -> dict:
   """The original run's ``pretrain`` section if it describes this checkpoint, else what the
   checkpoint and metrics.jsonl tell."""
+  from ssljax.metric_names import headline_loss
   from ssljax.tracking import read_metrics
   try:
     previous = json.loads((workdir / "report.json").read_text())["pretrain"]
@@ -90,7 +91,7 @@ def _pretrain_summary(workdir: pathlib.Path, exp, step: int) -> dict:
   return {"steps": step, "epochs": step / exp.stream.steps_per_epoch,
           "batch_size": exp.config.batch_size, "devices": exp.mesh.size, "resumed_from_step": None,
           "wall_s": None, "images_per_s": sum(speeds) / len(speeds) if speeds else None,
-          "final_loss": last.get("loss", last.get("total_loss")), "final_metrics": last}
+          "final_loss": headline_loss(last), "final_metrics": last}
 
 
 def evaluate_run(workdir, overrides: dict | None = None) -> dict:

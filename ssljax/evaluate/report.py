@@ -13,6 +13,7 @@ matplotlib.use("Agg")  # no display on servers
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ssljax.evaluate.plots import plot_align_uniform, plot_invariance, plot_transfer  # noqa: E402
+from ssljax.metric_names import headline_losses  # noqa: E402
 from ssljax.tracking import read_metrics  # noqa: E402
 
 RAW_PIXEL_REFERENCE = {"fashion_mnist": 0.842}  # published logistic regression on raw pixels
@@ -35,7 +36,7 @@ def plot_pretraining(workdir: pathlib.Path) -> list[str]:
     return []
   plots = []
   steps = [r["step"] for r in records]
-  loss_keys = [k for k in records[-1] if k == "loss" or k.endswith("/loss") and "probe" not in k]
+  loss_keys = list(headline_losses(records[-1]))
   fig, ax = plt.subplots(figsize=(6, 3.5))
   for key in loss_keys or ["total_loss"]:
     ax.plot(steps, [r.get(key, math.nan) for r in records], label=key)
