@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import run_steps
-from ssljax.objectives import OBJECTIVES
+from ssljax.objectives import OBJECTIVES, LossInputs
 from ssljax.train import loop
 from test_device_equivalence import synthetic_dataset, tiny_config
 
@@ -47,9 +47,11 @@ def test_bf16_computes_in_bf16_and_keeps_parameters_losses_and_gradients_float32
   for player in exp.objective.players():
     owned = {n: state.params[n] for n in player.owns}
     loss_fn = lambda o, params, stats, batch, player=player: player.loss(
-        {**params, **o}, stats, batch, jax.random.PRNGKey(0))
-    (loss, (stats, metrics)), grads = jax.eval_shape(
+        {**params, **o}, LossInputs(batch, jax.random.PRNGKey(0), jnp.zeros((), jnp.int32), stats,
+                                    state.followers, state.objective_state))
+    (loss, out), grads = jax.eval_shape(
         jax.value_and_grad(loss_fn, has_aux=True), owned, state.params, state.batch_stats, batch)
+    stats, metrics = out.batch_stats, out.metrics
     assert loss.dtype == jnp.float32, player.name
     assert all(m.dtype in (jnp.float32, jnp.int32) for m in metrics.values()), metrics
     assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(grads)), player.name

@@ -215,6 +215,8 @@ def test_every_objectives_arguments_are_checked_by_it_all_at_once(registered):
     check_config(config)
   for name in ("gan", "autoencoder", "denoising_autoencoder", "supervised", "align_uniform"):
     assert OBJECTIVES[name].check_args(OBJECTIVES[name].default_config) == [], name
+  infonce = OBJECTIVES["infonce"]
+  assert len(infonce.check_args({**infonce.default_config, "invariances": 5})) == 1  # no crash
   assert OBJECTIVES["gan"].check_args({**OBJECTIVES["gan"].default_config,
                                        "generator_steps": 0}) == [
       "generator_steps must be >= 1, got 0"]

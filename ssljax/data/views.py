@@ -149,6 +149,14 @@ INVARIANCES: dict[str, Transform] = {
 }
 
 
+def invariances_problem(key: str, invariances) -> str | None:
+  """Why ``invariances`` is not a tuple of invariance names, as a config-check phrase, or None."""
+  if isinstance(invariances, (tuple, list)) and all(n in INVARIANCES for n in invariances):
+    return None
+  return (f"{key} {invariances!r} has unknown names; valid: {', '.join(INVARIANCES)} (a tuple, "
+          "e.g. ('flip', 'scale'), or () for none)")
+
+
 def check_invariances(invariances: Sequence[str]) -> tuple[str, ...]:
   unknown = [name for name in invariances if name not in INVARIANCES]
   if unknown:

@@ -21,6 +21,7 @@ from ssljax.evaluate.linear_probe import linear_probe
 from ssljax.evaluate.report import log_report, save_image_grid, write_report
 from ssljax.evaluate.transfer import run_transfer
 from ssljax.objectives.base import init_keys
+from ssljax.objectives.online_probe import init_variables
 
 
 def probed_features(config) -> list[str]:
@@ -73,7 +74,8 @@ def untrained_variables(exp) -> dict:
   """The encoder (and heads) exactly as the run initialised them, before any training: the same
   architecture, seed and initialisation key as the run's first state."""
   sample = jax.numpy.zeros((2, *exp.dataset.image_shape), jax.numpy.float32)
-  return jax.jit(lambda: exp.objective.init(init_keys(exp.config.seed)[0], sample))()
+  return jax.jit(lambda: init_variables(exp.objective, exp.probe, init_keys(exp.config.seed)[0],
+                                        sample))()
 
 
 def gains(trained: dict, untrained: dict) -> dict:

@@ -23,11 +23,7 @@ class TwoViewObjective(Objective):
 
   @classmethod
   def check_args(cls, args):
-    problems = []
-    unknown = [n for n in args["invariances"] if n not in views.INVARIANCES]
-    if isinstance(args["invariances"], str) or unknown:
-      problems.append(f"invariances {args['invariances']!r} has unknown names; valid: "
-                      f"{', '.join(views.INVARIANCES)} (a tuple, e.g. ('flip', 'scale'))")
+    problems = [p for p in [views.invariances_problem("invariances", args["invariances"])] if p]
     dims = args["projector_dims"]
     if (isinstance(dims, (str, int)) or not dims
         or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims)):

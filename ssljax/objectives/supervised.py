@@ -25,11 +25,8 @@ class Supervised(Objective):
 
   @classmethod
   def check_args(cls, args):
-    unknown = [n for n in args["invariances"] if n not in views.INVARIANCES]
-    if isinstance(args["invariances"], str) or unknown:
-      return [f"invariances {args['invariances']!r} has unknown names; valid: "
-              f"{', '.join(views.INVARIANCES)} (a tuple, e.g. ('flip',), or () for none)"]
-    return []
+    problem = views.invariances_problem("invariances", args["invariances"])
+    return [problem] if problem else []
 
   def __init__(self, inputs, encoder):
     super().__init__(inputs, encoder)

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import optax
 
 from ssljax.objectives.base import Objective, init_keys
-from ssljax.objectives.online_probe import NETWORK as PROBE, OnlineProbe
+from ssljax.objectives.online_probe import NETWORK as PROBE, OnlineProbe, init_variables
 
 
 @flax.struct.dataclass
@@ -47,14 +47,8 @@ def create_state(objective: Objective, txs: dict[str, optax.GradientTransformati
   """Initialises every network, the online probe, the followers (copies of what they follow), the
   objective's state and every player's optimizer (call under jit)."""
   init_key, train_key = init_keys(seed)
-  variables = objective.init(init_key, sample_images)
+  variables = init_variables(objective, probe, init_key, sample_images)
   params = variables["params"]
-  if probe is not None:
-    # The second of split(init_key, 2), as when the objectives initialised the probe themselves;
-    # the head's parameters depend only on the input's shape, read off the encoder's output.
-    pooled, stages = objective.features(variables, sample_images)
-    params[PROBE] = probe.init(jax.random.split(init_key, 2)[1],
-                               objective.probe_input(pooled, stages))
   # A copy, not the same arrays: the step donates the state, and a buffer must not be donated twice.
   followers = {f.name: jax.tree.map(jnp.copy, {n: params[n] for n in f.follows})
                for f in objective.followers()}
