@@ -39,7 +39,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.cpu_devices = 0       # CPU only: fake host devices to split the batch over; 0 = one per core
   c.dtype = "float32"     # compute dtype of the networks: float32 | bfloat16 (params stay f32)
   # > 0: embed the global batch this many images at a time, activations recomputed in the
-  # backward pass (gradient caching, ssljax/train/microbatch.py): the same global negatives in
+  # backward pass (gradient caching, ssljax/objectives/microbatch.py): the same global negatives in
   # less memory. Must divide batch_size; best a multiple of the device count. 0 = off.
   c.micro_batch_size = 0
 

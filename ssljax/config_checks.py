@@ -3,7 +3,8 @@
 Three checks, each ending in one UserError line that names the key and what to do:
 
 - :func:`check_config`: names (dataset kind, encoder, objective, optimizer), types and ranges of the
-  keys every run reads. All problems are reported at once, so one rerun fixes them all.
+  keys every run reads, and the chosen objective's arguments (its own ``check_args``). All
+  problems are reported at once, so one rerun fixes them all.
 - :func:`check_image_fits`: the encoder's init under ``jax.eval_shape`` (shapes only, no compute) on
   the data's image shape: an image its convolutions and pooling shrink to nothing is an error here
   rather than a ZeroDivisionError inside ``jit`` or NaN features; probe feature names are checked
@@ -52,14 +53,9 @@ class _Problems:
     value = self.get(key)
     if value is None:
       return
-    kind = "an integer" if integer else "a number"
-    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok_type or (not integer and not math.isfinite(value)):
-      self.items.append(f"{key} must be {kind}, got {value!r} ({type(value).__name__})")
-      return
-    if (low is not None and (value <= low if low_open else value < low)) or \
-       (high is not None and (value >= high if high_open else value > high)):
-      self.items.append(f"{key} must be {_bounds(low, high, low_open, high_open)}, got {value!r}")
+    problem = number_problem(key, value, integer, low, high, low_open, high_open)
+    if problem:
+      self.items.append(problem)
 
   def choice(self, key: str, valid: Iterable[str]) -> None:
     value = self.get(key)
@@ -85,6 +81,21 @@ class _Problems:
       raise UserError("; ".join(self.items))
 
 
+def number_problem(key: str, value: Any, integer: bool = False, low: float | None = None,
+                   high: float | None = None, low_open: bool = False,
+                   high_open: bool = False) -> str | None:
+  """The phrase saying why ``value`` is not a number (an integer) within the bounds, or None.
+  Shared with the objectives' ``check_args``, so every range error reads the same."""
+  kind = "an integer" if integer else "a number"
+  ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+  if isinstance(value, bool) or not ok_type or (not integer and not math.isfinite(value)):
+    return f"{key} must be {kind}, got {value!r} ({type(value).__name__})"
+  if (low is not None and (value <= low if low_open else value < low)) or \
+     (high is not None and (value >= high if high_open else value > high)):
+    return f"{key} must be {_bounds(low, high, low_open, high_open)}, got {value!r}"
+  return None
+
+
 def _bounds(low, high, low_open, high_open) -> str:
   if high is None:
     return f"{'>' if low_open else '>='} {low}"
@@ -102,6 +113,7 @@ def check_config(config) -> None:
   from ssljax.data.sources import SOURCES
   from ssljax.models import ENCODERS
   from ssljax.objectives import OBJECTIVES
+  from ssljax.objectives.base import resolve_args
   from ssljax.train.optim import build_optimizer
 
   p = _Problems(config)
@@ -167,9 +179,10 @@ def check_config(config) -> None:
   p.choice("wandb.mode", WANDB_MODES)
   if config.get("nonfinite") is not None:
     p.choice("nonfinite", NONFINITE_POLICIES)
-  objective_args = (config.get("objectives") or {}).get(config.get("objective"), None) or {}
-  if "temperature" in objective_args:
-    p.number(f"objectives.{config.objective}.temperature", low=0, low_open=True)
+  name = config.get("objective")
+  if name in OBJECTIVES:  # each objective checks its own arguments (unknown names too)
+    _, problems = resolve_args(OBJECTIVES[name], (config.get("objectives") or {}).get(name) or {})
+    p.items.extend(f"objectives.{name}.{problem}" for problem in problems)
   p.raise_if_any()
 
 

@@ -26,13 +26,11 @@ def run_steps(config, dataset=None, steps=2, initial=None):
   ``initial``: a host state to start from instead of initialising (one init compile per test
   instead of one per device count; the state does not depend on the mesh)."""
   from ssljax.train import loop
-  from ssljax.train.parallel import batch_sharding, replicated
-  from ssljax.train.step import jit_train_step, make_train_step
+  from ssljax.train.parallel import replicated
   exp = loop.build_experiment(config, dataset)
   state = (loop.initial_state(exp) if initial is None
            else jax.device_put(initial, replicated(exp.mesh)))
-  step = jit_train_step(make_train_step(exp.objective.players(), exp.txs), replicated(exp.mesh),
-                        batch_sharding(exp.mesh), replicated(exp.mesh))
+  step = loop.compiled_train_step(exp)
   history = []
   for s in range(steps):
     state, metrics = step(state, exp.stream.batch(s))
@@ -49,7 +47,7 @@ def initial_host_state(config, dataset=None):
   from ssljax.train.state import create_state
   exp = loop.build_experiment(config, dataset)
   sample = jnp.zeros((2, *exp.dataset.image_shape), jnp.float32)
-  return jax.device_get(create_state(exp.objective, exp.txs, config.seed, sample))
+  return jax.device_get(create_state(exp.objective, exp.txs, config.seed, sample, exp.probe))
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ from ssljax.train.state import TrainState
 
 def _state(step):
   return TrainState(step=jnp.array(step, jnp.int32), params={"w": jnp.full((4,), float(step))},
-                    batch_stats={}, opt_states={}, rng=jax.random.PRNGKey(0),
+                    batch_stats={},
+                    followers={}, objective_state={}, opt_states={}, rng=jax.random.PRNGKey(0),
                     nonfinite={"count": jnp.zeros((), jnp.int32)})
 
 

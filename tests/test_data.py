@@ -17,7 +17,7 @@ from ssljax.data import sources
 from ssljax.data.batches import BatchStream
 from ssljax.data.idx import read_idx
 from ssljax.errors import UserError
-from ssljax.train.parallel import make_mesh
+from ssljax.train.parallel import batch_sharding, make_mesh
 
 
 def _write_idx(path: pathlib.Path, array: np.ndarray, gz: bool = True):
@@ -231,10 +231,10 @@ def test_batches_are_a_function_of_step_and_cover_an_epoch():
   images = np.arange(40, dtype=np.uint8).reshape(40, 1, 1, 1)
   labels = np.arange(40, dtype=np.int32)
   mesh = make_mesh(2)
-  stream = BatchStream(images, labels, 8, seed=3, mesh=mesh)
+  stream = BatchStream(images, labels, 8, seed=3, sharding=batch_sharding(mesh))
   epoch = np.concatenate([stream.host_batch(s)["labels"] for s in range(5)])
   assert sorted(epoch.tolist()) == list(range(40))  # each image once per epoch
-  again = BatchStream(images, labels, 8, seed=3, mesh=mesh)
+  again = BatchStream(images, labels, 8, seed=3, sharding=batch_sharding(mesh))
   np.testing.assert_array_equal(again.host_batch(7)["labels"], stream.host_batch(7)["labels"])
   assert not np.array_equal(stream.host_batch(5)["labels"], stream.host_batch(0)["labels"])
   batch = stream.batch(2)

@@ -255,6 +255,7 @@ def _step_cases():
 def test_one_infonce_step(name, shape):
   from ssljax.base_config import base_config
   from ssljax.objectives import build_objective
+  from ssljax.objectives.online_probe import OnlineProbe
   from ssljax.train.optim import build_optimizer
   from ssljax.train.state import create_state
   from ssljax.train.step import make_train_step
@@ -262,16 +263,17 @@ def test_one_infonce_step(name, shape):
   config = base_config()
   config.encoder = name
   config.objectives.infonce.projector_dims = (32, 16)
-  objective = build_objective(config, build_encoder(name, SMALL[name]), shape, 10)
+  objective = build_objective(config, build_encoder(name, SMALL[name]), shape, 10, 10)
   txs = {p.name: build_optimizer(p.optimizer, 10) for p in objective.players()}
-  step = make_train_step(objective.players(), txs)
+  probe = OnlineProbe(10)
+  step = make_train_step(objective.players(), txs, followers=(), probe=probe)
   images = np.random.default_rng(0).integers(0, 256, (4, *shape), dtype=np.uint8)
   batch = {"images": jnp.asarray(images), "labels": jnp.arange(4) % 10}
 
   def init_and_step(batch):  # one compilation for both
-    state = create_state(objective, txs, 0, batch["images"].astype(jnp.float32))
+    state = create_state(objective, txs, 0, batch["images"].astype(jnp.float32), probe)
     return step(state, batch)
 
   state, metrics = jax.jit(init_and_step)(batch)
   assert int(state.step) == 1
-  assert np.isfinite(float(metrics["loss"])) and float(metrics["grad_norm"]) > 0
+  assert np.isfinite(float(metrics["main/loss"])) and float(metrics["main/grad_norm"]) > 0

@@ -229,7 +229,7 @@ def test_nonfinite_loss_stops_with_step_metric_and_hint(smoke_config, tmp_path):
   smoke_config.optimizer.lr = 1e30
   smoke_config.checkpoint_every = 1
   exp = loop.build_experiment(smoke_config)
-  with pytest.raises(UserError, match=r"non-finite loss and grad_norm \(NaN or Inf\) at step \d+; "
+  with pytest.raises(UserError, match=r"non-finite main/total_loss and main/grad_norm \(NaN or Inf\) at step \d+; "
                                       r"stopped, the last good checkpoint is step \d+ in .*"
                                       r"lower --config.optimizer.lr \(now 1e\+30\), or raise "
                                       r"--config.objectives.infonce.temperature \(now 0.2\)"):

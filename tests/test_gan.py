@@ -9,9 +9,9 @@ import pytest
 from conftest import initial_host_state, load_config, run_steps
 from ssljax.data.sources import load_dataset
 from ssljax.evaluate.features import variables_of
+from ssljax.evaluate.run import save_objective_plots
 from ssljax.train import loop
-from ssljax.train.parallel import batch_sharding, replicated
-from ssljax.train.step import jit_train_step, make_train_step
+from ssljax.train.state import owned_networks
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +35,7 @@ def _adam_steps(opt_state) -> set[int]:
 def _one_player_step(exp, name):
   """The generic step built on this player alone: exactly what the full step runs for it."""
   player = next(p for p in exp.objective.players() if p.name == name)
-  return jit_train_step(make_train_step([player], exp.txs), replicated(exp.mesh),
-                        batch_sharding(exp.mesh), replicated(exp.mesh))
+  return loop.compiled_train_step(exp, [player])
 
 
 def _tree_equal(a, b) -> bool:
@@ -58,7 +57,7 @@ def test_a_players_step_leaves_the_other_players_networks_bit_identical(gan, pla
   # ... and the step really trained this player's own networks.
   for name in owns:
     assert not _tree_equal(before.params[name], after.params[name]), name
-  assert np.isfinite(metrics["loss"])
+  assert np.isfinite(metrics[f"{player}/loss"])
   assert _adam_steps(after.opt_states[player]) == {2 if player == "discriminator" else 1}  # k1, k2
   idle = "generator" if player == "discriminator" else "discriminator"
   assert _tree_equal(before.opt_states[idle], after.opt_states[idle])
@@ -70,7 +69,9 @@ def test_players_own_everything_once_with_their_own_optimizers(gan):
   assert set(players) == {"discriminator", "generator"}
   owned = [n for p in players.values() for n in p.owns]
   assert sorted(owned) == sorted(exp.objective.networks) and len(owned) == len(set(owned))
-  assert "online_probe" in players["discriminator"].owns
+  # The harness adds the online probe to the player that owns the encoder, and to no other.
+  assert owned_networks(players["discriminator"], exp.probe)[-1] == "online_probe"
+  assert "online_probe" not in owned_networks(players["generator"], exp.probe)
   g = players["generator"].optimizer
   assert (g.name, g.lr, g.b1) == ("adam", 2e-4, 0.5)
 
@@ -87,8 +88,8 @@ def test_same_loss_on_one_and_two_devices(gan, fmnist, tmp_path):
       np.testing.assert_allclose(a[key], b[key], rtol=1e-5, err_msg=key)
   state = runs[2][1]
   exp = loop.build_experiment(config, fmnist)
-  assert exp.objective.save_plots(variables_of(state), tmp_path,
-                                  fmnist.test_images[:8]) == ["gan_samples.png"]
+  assert save_objective_plots(exp.objective, variables_of(state), tmp_path,
+                              fmnist.test_images[:8]) == ["gan_samples.png"]
   assert (tmp_path / "gan_samples.png").stat().st_size > 1000
 
 

@@ -1,4 +1,4 @@
-"""Micro-batching with global negatives (``config.micro_batch_size``, ssljax/train/microbatch.py):
+"""Micro-batching with global negatives (``config.micro_batch_size``, ssljax/objectives/microbatch.py):
 the micro-batched InfoNCE step gives the full-batch loss, gradients and parameters; it needs less
 activation memory; bad settings are one-line errors.
 
@@ -14,7 +14,8 @@ import pytest
 from conftest import run_steps
 from ssljax.errors import UserError
 from ssljax.objectives import losses
-from ssljax.train import loop, microbatch
+from ssljax.objectives import microbatch
+from ssljax.train import loop
 from test_device_equivalence import synthetic_dataset, tiny_config
 
 
@@ -89,7 +90,8 @@ def test_micro_batched_infonce_steps_match_the_full_batch():
   # still has 30 negatives.
   history, state = run_steps(_no_batchnorm_config(4, devices=4), dataset, 2, initial=initial)
   for ref, got in zip(ref_history, history):
-    for name in ("loss", "total_loss", "grad_norm", "online_probe/loss", "online_probe/acc"):
+    for name in ("main/loss", "main/total_loss", "main/grad_norm", "online_probe/loss",
+                 "online_probe/acc"):
       np.testing.assert_allclose(got[name], ref[name], rtol=2e-5, atol=1e-6, err_msg=name)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-6),
                state.params, ref_state.params)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import run_steps
-from ssljax.objectives import OBJECTIVES
+from ssljax.objectives import OBJECTIVES, LossInputs
 from ssljax.train import loop
 from test_device_equivalence import synthetic_dataset, tiny_config
 
@@ -47,9 +47,11 @@ def test_bf16_computes_in_bf16_and_keeps_parameters_losses_and_gradients_float32
   for player in exp.objective.players():
     owned = {n: state.params[n] for n in player.owns}
     loss_fn = lambda o, params, stats, batch, player=player: player.loss(
-        {**params, **o}, stats, batch, jax.random.PRNGKey(0))
-    (loss, (stats, metrics)), grads = jax.eval_shape(
+        {**params, **o}, LossInputs(batch, jax.random.PRNGKey(0), jnp.zeros((), jnp.int32), stats,
+                                    state.followers, state.objective_state))
+    (loss, out), grads = jax.eval_shape(
         jax.value_and_grad(loss_fn, has_aux=True), owned, state.params, state.batch_stats, batch)
+    stats, metrics = out.batch_stats, out.metrics
     assert loss.dtype == jnp.float32, player.name
     assert all(m.dtype in (jnp.float32, jnp.int32) for m in metrics.values()), metrics
     assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(grads)), player.name
@@ -62,7 +64,7 @@ def test_bf16_infonce_steps_match_float32_within_tolerance(dataset):
   f32_history, _ = run_steps(config, dataset, 2, initial=initial)
   bf16_history, bf16_state = run_steps(_bf16("infonce", 2), dataset, 2, initial=initial)
   for f32, bf16 in zip(f32_history, bf16_history):
-    np.testing.assert_allclose(bf16["loss"], f32["loss"], rtol=5e-2)
-    np.testing.assert_allclose(bf16["grad_norm"], f32["grad_norm"], rtol=1e-1)
+    np.testing.assert_allclose(bf16["main/loss"], f32["main/loss"], rtol=5e-2)
+    np.testing.assert_allclose(bf16["main/grad_norm"], f32["main/grad_norm"], rtol=1e-1)
   assert {leaf.dtype for leaf in jax.tree.leaves(bf16_state.params)} == {np.dtype("float32")}
-  assert f32_history[-1]["loss"] != bf16_history[-1]["loss"]  # bf16 really was used
+  assert f32_history[-1]["main/loss"] != bf16_history[-1]["main/loss"]  # bf16 really was used

@@ -14,6 +14,7 @@ from ssljax.data import corruptions, views
 from ssljax.data.sources import Dataset, load_dataset
 from ssljax.errors import UserError
 from ssljax.evaluate.features import variables_of
+from ssljax.evaluate.run import save_objective_plots
 from ssljax.models.generative import ConvDecoder, upsampling_plan
 from ssljax.objectives import losses
 from ssljax.train import loop
@@ -156,10 +157,10 @@ def test_smoke_run_same_loss_on_one_and_two_devices(name, plot, fmnist, tmp_path
     config.devices = devices
     runs[devices] = run_steps(config, fmnist, 2, initial)
   for a, b in zip(runs[1][0], runs[2][0]):
-    assert np.isfinite(a["loss"])
-    np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-5)
+    assert np.isfinite(a["main/loss"])
+    np.testing.assert_allclose(a["main/loss"], b["main/loss"], rtol=1e-5)
   if plot:
     exp = loop.build_experiment(config, fmnist)
-    assert exp.objective.save_plots(variables_of(runs[2][1]), tmp_path,
-                                    fmnist.test_images[:8]) == [plot]
+    assert save_objective_plots(exp.objective, variables_of(runs[2][1]), tmp_path,
+                                fmnist.test_images[:8]) == [plot]
     assert (tmp_path / plot).stat().st_size > 1000

@@ -51,7 +51,7 @@ def test_one_and_two_devices_give_the_same_loss_and_parameters(smoke_config, fmn
   smoke_config.devices = 2
   two, state_two = run_steps(smoke_config, fmnist, 3)
   for a, b in zip(one, two):
-    np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-5)
+    np.testing.assert_allclose(a["main/loss"], b["main/loss"], rtol=1e-5)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
                state_one.params, state_two.params)
 

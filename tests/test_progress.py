@@ -25,8 +25,8 @@ def test_a_non_terminal_stderr_gets_one_line_per_logged_step(tmp_path, capsys):
   assert "\r" not in err and "it/s" not in err  # no bar
   lines = [l for l in err.splitlines() if l.startswith("pretrain step")]
   assert [l.split()[2] for l in lines] == ["2/6", "4/6", "6/6"]
-  assert re.fullmatch(r"pretrain step 2/6 \(33%\) loss=\d+\.\d{4}", lines[0])
-  assert re.fullmatch(r"pretrain step 6/6 \(100%\) loss=\d+\.\d{4} img_s=\d+", lines[-1])
+  assert re.fullmatch(r"pretrain step 2/6 \(33%\) main/loss=\d+\.\d{4}", lines[0])
+  assert re.fullmatch(r"pretrain step 6/6 \(100%\) main/loss=\d+\.\d{4} img_s=\d+", lines[-1])
 
 
 def test_a_terminal_keeps_the_bar():

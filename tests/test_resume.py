@@ -135,7 +135,8 @@ def test_a_stop_signal_finishes_the_step_checkpoints_and_prints_how_to_resume(tm
 
 def _tiny_state(step, value=1.0, size=4):
   return TrainState(step=jnp.array(step, jnp.int32), params={"w": jnp.full((size,), value)},
-                    batch_stats={}, opt_states={}, rng=jax.random.PRNGKey(0),
+                    batch_stats={},
+                    followers={}, objective_state={}, opt_states={}, rng=jax.random.PRNGKey(0),
                     nonfinite={"count": jnp.zeros((), jnp.int32)})
 
 
@@ -156,6 +157,7 @@ def test_a_kill_during_a_save_leaves_the_previous_checkpoint(tmp_path):
       for step in range(1, 1000):
         state = TrainState(step=jnp.array(step, jnp.int32),
                            params={{"w": jnp.full((16_000_000,), float(step))}}, batch_stats={{}},
+                           followers={{}}, objective_state={{}},
                            opt_states={{}}, rng=jax.random.PRNGKey(0),
                            nonfinite={{"count": jnp.zeros((), jnp.int32)}})
         checkpoints.save(state)
@@ -175,7 +177,8 @@ def test_a_kill_during_a_save_leaves_the_previous_checkpoint(tmp_path):
   complete = _steps(tmp_path)
   checkpoints = Checkpoints(tmp_path)
   template = TrainState(step=jnp.zeros((), jnp.int32), params={"w": jnp.zeros((16_000_000,))},
-                        batch_stats={}, opt_states={}, rng=jax.random.PRNGKey(0),
+                        batch_stats={},
+                        followers={}, objective_state={}, opt_states={}, rng=jax.random.PRNGKey(0),
                         nonfinite={"count": jnp.zeros((), jnp.int32)})
   state, step = checkpoints.restore_latest(template)
   checkpoints.close()
@@ -219,6 +222,7 @@ def test_no_restorable_checkpoint_is_an_error_that_moves_nothing(tmp_path):
   with pytest.raises(UserError, match=rf"no checkpoint in {tmp_path} can be restored \(step 5: "):
     checkpoints.restore_latest(TrainState(step=jnp.zeros((), jnp.int32),
                                           params={"other": jnp.zeros((3,))}, batch_stats={},
+                                          followers={}, objective_state={},
                                           opt_states={}, rng=jax.random.PRNGKey(0),
                                           nonfinite={"count": jnp.zeros((), jnp.int32)}))
   checkpoints.close()

@@ -106,3 +106,47 @@ def test_all_invariances_together_keep_shape_and_range(channels):
   v = views.make_view(jax.random.PRNGKey(3), x, tuple(views.INVARIANCES), OPTIONAL)
   assert v.shape == x.shape
   assert float(v.min()) >= -1e-6 and float(v.max()) <= 1 + 1e-6
+
+
+# --- several views per image, each its own invariances and size (DINO's multi-crop) --------------
+MULTI_CROP = (views.ViewSpec(("flip", "scale"), scale=(0.4, 1.0)),) * 2 + \
+             (views.ViewSpec(("flip", "scale"), size=(12, 12), scale=(0.05, 0.4)),) * 4
+
+
+def test_multi_crop_shapes_and_range():
+  x = _images(n=8, h=28, w=28, c=3)
+  out = views.make_views(jax.random.PRNGKey(0), x, MULTI_CROP, CONFIG)
+  assert [v.shape for v in out] == [(8, 28, 28, 3)] * 2 + [(8, 12, 12, 3)] * 4
+  assert all(float(v.min()) >= -1e-6 and float(v.max()) <= 1 + 1e-6 for v in out)
+  # A smaller view without a crop is the whole image resized: a constant image stays constant.
+  flat = jnp.full((2, 28, 28, 1), 0.25)
+  small = views.make_views(jax.random.PRNGKey(0), flat, (views.ViewSpec((), size=(14, 14)),),
+                           CONFIG)[0]
+  assert small.shape == (2, 14, 14, 1)
+  np.testing.assert_allclose(small, 0.25, atol=1e-6)
+
+
+def test_multi_crop_is_independent_per_example_and_view_and_fixed_by_the_key():
+  one = _images(n=1, h=28, w=28)
+  x = jnp.repeat(one, 8, axis=0)  # the same image 8 times: any difference is the views' own
+  a = views.make_views(jax.random.PRNGKey(1), x, MULTI_CROP, CONFIG)
+  b = views.make_views(jax.random.PRNGKey(1), x, MULTI_CROP, CONFIG)
+  c = views.make_views(jax.random.PRNGKey(2), x, MULTI_CROP, CONFIG)
+  for va, vb, vc in zip(a, b, c):
+    np.testing.assert_array_equal(va, vb)
+    assert not np.allclose(va, vc)
+    assert len({np.asarray(va[i]).tobytes() for i in range(8)}) == 8  # every example its own
+  assert not np.allclose(a[0], a[1]) and not np.allclose(a[2], a[3])  # every view its own
+  # Smaller crops of a smaller area range: the local views are crops, not shrunk global views.
+  assert not np.allclose(a[2], jax.image.resize(a[0], (8, 12, 12, 1), "linear"))
+
+
+def test_two_full_size_views_are_the_two_views_drawn_before_view_specs():
+  x = _images()
+  k1, k2 = jax.random.split(jax.random.PRNGKey(3))
+  two = views.make_views(jax.random.PRNGKey(3), x, (views.ViewSpec(("flip", "scale")),) * 2, CONFIG)
+  np.testing.assert_array_equal(two[0], views.make_view(k1, x, ("flip", "scale"), CONFIG))
+  np.testing.assert_array_equal(two[1], views.make_view(k2, x, ("flip", "scale"), CONFIG))
+  # An explicit output size equal to the input's changes nothing.
+  box = jnp.array([0.1, 0.2, 0.5, 0.6])
+  np.testing.assert_array_equal(views.resize_crop(x[0], box), views.resize_crop(x[0], box, (12, 12)))

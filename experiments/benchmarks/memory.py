@@ -1,5 +1,5 @@
 """Device memory of the compiled train step at large batches, with and without micro-batching
-(``config.micro_batch_size``: gradient caching, ssljax/train/microbatch.py).
+(``config.micro_batch_size``: gradient caching, ssljax/objectives/microbatch.py).
 
     python experiments/benchmarks/memory.py
     python experiments/benchmarks/memory.py --batches 256,1024,4096 --micro 0,64,256 --devices 1
@@ -52,7 +52,6 @@ def step_memory(config, shape, batch: int, micro: int) -> dict:
 
   from ssljax.data.sources import Dataset
   from ssljax.train import loop, parallel
-  from ssljax.train.step import jit_train_step, make_train_step
 
   config.batch_size, config.micro_batch_size = batch, micro
   images = np.zeros((batch, *shape), np.uint8)  # only shapes matter: nothing runs
@@ -64,8 +63,7 @@ def step_memory(config, shape, batch: int, micro: int) -> dict:
                        jax.eval_shape(lambda: loop.initial_state(exp)))
   batch_spec = {"images": jax.ShapeDtypeStruct(images.shape, images.dtype, sharding=sharded),
                 "labels": jax.ShapeDtypeStruct(labels.shape, labels.dtype, sharding=sharded)}
-  step = jit_train_step(make_train_step(exp.objective.players(), exp.txs), replicated, sharded,
-                        replicated)
+  step = loop.compiled_train_step(exp)
   start = time.perf_counter()
   m = step.lower(state, batch_spec).compile().memory_analysis()
   peak = (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes

@@ -100,8 +100,7 @@ def main(argv=None):
 
   from ssljax.base_config import base_config
   from ssljax.data.sources import Dataset
-  from ssljax.train import loop, parallel
-  from ssljax.train.step import jit_train_step, make_train_step
+  from ssljax.train import loop
 
   config = base_config()
   config.encoder, config.objective, config.batch_size = args.encoder, args.objective, args.batch
@@ -115,9 +114,7 @@ def main(argv=None):
   data = Dataset("synthetic", images, labels, images[:64], labels[:64], 10)
   exp = loop.build_experiment(config, data)
   state = loop.initial_state(exp)
-  step_fn = jit_train_step(make_train_step(exp.objective.players(), exp.txs),
-                           parallel.replicated(exp.mesh), parallel.batch_sharding(exp.mesh),
-                           parallel.replicated(exp.mesh))
+  step_fn = loop.compiled_train_step(exp)
   batch = exp.stream.batch(0)
   t0 = time.perf_counter()
   compiled = step_fn.lower(state, batch).compile()

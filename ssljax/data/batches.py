@@ -11,17 +11,18 @@ from __future__ import annotations
 import grain
 import jax
 import numpy as np
-from jax.sharding import Mesh
+from jax.sharding import Sharding
 
 from ssljax.errors import UserError
-from ssljax.train.parallel import batch_sharding
 
 
 class BatchStream:
   """Yields sharded global batches ``{'images': uint8 (B,H,W,C), 'labels': int32 (B,)}``."""
 
   def __init__(self, images: np.ndarray, labels: np.ndarray | None, global_batch: int, seed: int,
-               mesh: Mesh):
+               sharding: Sharding):
+    """``sharding``: how a global batch lies on the devices (``train.parallel.batch_sharding``),
+    given by the caller: data knows nothing of meshes."""
     if global_batch > len(images):
       raise UserError(f"batch_size {global_batch} is larger than the dataset ({len(images)} images)")
     self.images = images
@@ -29,7 +30,7 @@ class BatchStream:
     # "no label" and the online probe ignores it.
     self.labels = labels if labels is not None else np.full(len(images), -1, np.int32)
     self.global_batch = global_batch
-    self.sharding = batch_sharding(mesh)
+    self.sharding = sharding
     num_processes = jax.process_count()
     if global_batch % num_processes:
       raise UserError(f"batch_size {global_batch} is not divisible by the {num_processes} processes")

@@ -9,9 +9,14 @@ An *invariance* names the transformation a view may apply and the representation
 to the input size, area fraction in ``scale``, aspect ratio in ``ratio``), and the optional
 ``color_jitter``, ``blur`` (both meant for RGB data; on grey images jitter changes brightness and
 contrast only) and ``cutout``. Their strengths are the keys of ``config.views``.
+
+An objective that needs several views per image, each its own invariances and output size (DINO's
+two global and M smaller local crops), declares them as :class:`ViewSpec` s and builds them all at
+once with :func:`make_views`; a view smaller than the input is cropped and resized to ``size``.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Callable, Mapping, Sequence
 
@@ -43,19 +48,24 @@ def crop_box(key: jax.Array, scale: Sequence[float], ratio: Sequence[float]) -> 
   return jnp.stack([top, left, height, width])
 
 
-def resize_crop(image: jax.Array, box: jax.Array) -> jax.Array:
-  """Crops ``box`` (fractions) out of ``image`` and resizes it back to the image's size, bilinear."""
+def resize_crop(image: jax.Array, box: jax.Array, size: Sequence[int] | None = None) -> jax.Array:
+  """Crops ``box`` (fractions) out of ``image`` and resizes it, bilinear, to ``size`` (out_h, out_w;
+  default: the image's own size)."""
   h, w = image.shape[0], image.shape[1]
+  out_h, out_w = (h, w) if size is None else size
   top, left, height, width = box
   # scale_and_translate maps input pixel coordinates to output ones: out = in * scale + translation.
-  scale = jnp.stack([1.0 / height, 1.0 / width])
+  # (out_h / h) is the Python float 1.0 at the input size, which keeps full-size views bit-identical
+  # to the one-size crop this function did before sizes existed.
+  scale = jnp.stack([(out_h / h) / height, (out_w / w) / width])
   translation = -jnp.stack([top * h, left * w]) * scale
-  return jax.image.scale_and_translate(image, image.shape, (0, 1), scale, translation,
-                                       method="linear", antialias=False)
+  return jax.image.scale_and_translate(image, (out_h, out_w, *image.shape[2:]), (0, 1), scale,
+                                       translation, method="linear", antialias=False)
 
 
-def random_resized_crop(key, image, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)) -> jax.Array:
-  return resize_crop(image, crop_box(key, scale, ratio))
+def random_resized_crop(key, image, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
+                        size: Sequence[int] | None = None) -> jax.Array:
+  return resize_crop(image, crop_box(key, scale, ratio), size)
 
 
 def grey(image: jax.Array) -> jax.Array:
@@ -128,14 +138,23 @@ def cutout(key: jax.Array, image: jax.Array, size: float, prob: float) -> jax.Ar
 Transform = Callable[[jax.Array, jax.Array, Mapping], jax.Array]
 
 # name -> transform(key, image, view_config). Order of application is the order in this dict.
+# ``scale`` comes first: the transforms after it act on the crop at the view's output size.
 INVARIANCES: dict[str, Transform] = {
-    "scale": lambda key, x, c: random_resized_crop(key, x, c["scale"], c["ratio"]),
+    "scale": lambda key, x, c: random_resized_crop(key, x, c["scale"], c["ratio"], c.get("size")),
     "flip": lambda key, x, c: random_flip(key, x, c["flip_prob"]),
     "color_jitter": lambda key, x, c: color_jitter(key, x, c["brightness"], c["contrast"],
                                                    c["saturation"], c["hue"], c["jitter_prob"]),
     "blur": lambda key, x, c: gaussian_blur(key, x, c["blur_sigma"], c["blur_prob"]),
     "cutout": lambda key, x, c: cutout(key, x, c["cutout_size"], c["cutout_prob"]),
 }
+
+
+def invariances_problem(key: str, invariances) -> str | None:
+  """Why ``invariances`` is not a tuple of invariance names, as a config-check phrase, or None."""
+  if isinstance(invariances, (tuple, list)) and all(n in INVARIANCES for n in invariances):
+    return None
+  return (f"{key} {invariances!r} has unknown names; valid: {', '.join(INVARIANCES)} (a tuple, "
+          "e.g. ('flip', 'scale'), or () for none)")
 
 
 def check_invariances(invariances: Sequence[str]) -> tuple[str, ...]:
@@ -147,15 +166,45 @@ def check_invariances(invariances: Sequence[str]) -> tuple[str, ...]:
 
 
 def make_view(key: jax.Array, images: jax.Array, invariances: Sequence[str],
-              config: Mapping) -> jax.Array:
-  """One augmented view of a float batch (B, H, W, C), applying exactly ``invariances``."""
+              config: Mapping, size: Sequence[int] | None = None) -> jax.Array:
+  """One augmented view of a float batch (B, H, W, C), applying exactly ``invariances``, of
+  spatial size ``size`` (out_h, out_w; default the input's). A smaller view without ``scale`` is
+  the whole image resized."""
   names = check_invariances(invariances)
+  size = None if size is None or tuple(size) == tuple(images.shape[1:3]) else tuple(size)
+  config = {**config, "size": size}
 
   def augment(example_key, image):
     keys = jax.random.split(example_key, len(INVARIANCES))
+    if size is not None and "scale" not in names:
+      image = resize_crop(image, jnp.array([0.0, 0.0, 1.0, 1.0]), size)
     for k, name in zip(keys, INVARIANCES):
       if name in names:
         image = INVARIANCES[name](k, image, config)
     return image
 
   return jax.vmap(augment)(jax.random.split(key, images.shape[0]), images)
+
+
+@dataclasses.dataclass(frozen=True)
+class ViewSpec:
+  """One view an objective asks for per image: its invariances, output size and, optionally, its
+  own crop-area range (DINO's local crops cover less of the image than its global ones)."""
+  invariances: tuple[str, ...]
+  size: tuple[int, int] | None = None    # (out_h, out_w); None = the input's size
+  scale: tuple[float, float] | None = None  # area fraction; None = config.views.scale
+
+  def __post_init__(self):
+    object.__setattr__(self, "invariances", check_invariances(self.invariances))
+
+
+def make_views(key: jax.Array, images: jax.Array, specs: Sequence[ViewSpec],
+               config: Mapping) -> list[jax.Array]:
+  """Every view of ``specs`` of a float batch: view v of image i is drawn from its own key (split
+  from ``key`` per view, then per example), so views and images are independent of each other, of
+  how the batch is sharded, and fixed by ``key``. Two full-size views from ``split(key)`` are
+  exactly what the two-view objectives drew before multi-view specs existed."""
+  keys = jax.random.split(key, len(specs))
+  return [make_view(k, images, spec.invariances,
+                    config if spec.scale is None else {**config, "scale": spec.scale}, spec.size)
+          for k, spec in zip(keys, specs)]

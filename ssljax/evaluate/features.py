@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
@@ -43,10 +42,6 @@ def extract_features(objective: Objective, variables: dict, images: np.ndarray,
 
 
 def variables_of(state) -> dict:
-  return {"params": state.params, "batch_stats": state.batch_stats}
-
-
-def online_probe_logits(objective: Objective, variables: dict, features: np.ndarray) -> np.ndarray:
-  logits, _ = objective.apply("online_probe", variables["params"], {}, jnp.asarray(features),
-                              train=False)
-  return np.asarray(logits)
+  """What ``Objective.features`` and ``image_grids`` read of a train state (followers included,
+  for objectives whose evaluated network is an EMA teacher)."""
+  return {"params": state.params, "batch_stats": state.batch_stats, "followers": state.followers}

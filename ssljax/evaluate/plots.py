@@ -20,6 +20,7 @@ import pathlib
 import matplotlib
 import matplotlib.figure
 
+from ssljax.metric_names import headline_losses
 from ssljax.tracking import read_metrics
 
 
@@ -156,7 +157,7 @@ def plot_pretraining(workdir: pathlib.Path) -> list[str]:
     return []
   plots = []
   steps = [r["step"] for r in records]
-  loss_keys = [k for k in records[-1] if k == "loss" or k.endswith("/loss") and "probe" not in k]
+  loss_keys = list(headline_losses(records[-1]))
   fig = new_figure((6, 3.5))
   ax = fig.subplots()
   for key in loss_keys or ["total_loss"]:

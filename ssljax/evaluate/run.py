@@ -14,14 +14,15 @@ import time
 import jax
 import numpy as np
 
-from ssljax.evaluate.features import extract_features, online_probe_logits, variables_of
+from ssljax.evaluate.features import extract_features, variables_of
 from ssljax.evaluate.figures import wandb_summary
 from ssljax.evaluate.geometry import align_uniform, embedding_fn, invariance
 from ssljax.evaluate.knn import knn_report
 from ssljax.evaluate.linear_probe import linear_probe
-from ssljax.evaluate.report import log_report, write_report
+from ssljax.evaluate.report import log_report, save_image_grid, write_report
 from ssljax.evaluate.transfer import run_transfer
 from ssljax.objectives.base import init_keys
+from ssljax.objectives.online_probe import init_variables
 from ssljax.provenance import provenance
 
 
@@ -75,7 +76,8 @@ def untrained_variables(exp) -> dict:
   """The encoder (and heads) exactly as the run initialised them, before any training: the same
   architecture, seed and initialisation key as the run's first state."""
   sample = jax.numpy.zeros((2, *exp.dataset.image_shape), jax.numpy.float32)
-  return jax.jit(lambda: exp.objective.init(init_keys(exp.config.seed)[0], sample))()
+  return jax.jit(lambda: init_variables(exp.objective, exp.probe, init_keys(exp.config.seed)[0],
+                                        sample))()
 
 
 def gains(trained: dict, untrained: dict) -> dict:
@@ -126,10 +128,9 @@ def evaluate(exp, state) -> dict:
                        data.num_classes, config.probe)
     results["raw_pixel_probe"] = {k: raw[k] for k in ("top1", "top1_ci95", "val_top1", "chosen")}
 
-  if "online_probe" in state.params:
-    logits = online_probe_logits(objective, variables,
-                                 test_f[config.get("online_probe_features", "pooled")])
-    top1 = float(np.mean(np.argmax(logits, -1) == data.test_labels))
+  if exp.probe is not None and "online_probe" in state.params:
+    top1 = exp.probe.top1(state.params, test_f[config.get("online_probe_features", "pooled")],
+                          data.test_labels)
     results["online_probe"] = {"top1": top1, "features": config.get("online_probe_features", "pooled"),
                                "offline_minus_online": results["linear_probe"]["top1"] - top1}
   del test_f
@@ -139,6 +140,15 @@ def evaluate(exp, state) -> dict:
     results["gain"] = gains(trained, untrained)
   results["eval_wall_s"] = time.perf_counter() - t0
   return results
+
+
+def save_objective_plots(objective, variables: dict, plots_dir: pathlib.Path, images) -> list[str]:
+  """Draws the objective's own figures (``Objective.image_grids``) into ``plots_dir``; returns
+  their file names."""
+  grids = objective.image_grids(variables, images)
+  for name, (rows, title) in grids.items():
+    save_image_grid(plots_dir / name, rows, title)
+  return list(grids)
 
 
 def evaluate_and_report(exp, state, workdir: pathlib.Path, pretrain_summary: dict, writer,
@@ -153,8 +163,8 @@ def evaluate_and_report(exp, state, workdir: pathlib.Path, pretrain_summary: dic
   if is_main:
     workdir = pathlib.Path(workdir)
     (workdir / "plots").mkdir(exist_ok=True)
-    extra = exp.objective.save_plots(variables_of(state), workdir / "plots",
-                                     exp.dataset.test_images[:16])
+    extra = save_objective_plots(exp.objective, variables_of(state), workdir / "plots",
+                                 exp.dataset.test_images[:16])
     write_report(workdir, report, extra)
     log_report(writer, report, workdir)
     writer.summary(wandb_summary(report))  # probe/top1 ...: what a sweep optimises

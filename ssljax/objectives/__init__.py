@@ -1,5 +1,6 @@
 """Objectives by name from ``OBJECTIVES``; pure loss functions in ``losses``."""
-from ssljax.objectives.base import (OBJECTIVES, Objective, Player, build_objective,
+from ssljax.objectives.base import (OBJECTIVES, Follower, LossInputs, LossOutput, Objective,
+                                    ObjectiveInputs, Player, build_objective, objective_inputs,
                                     register_objective, select_features)
 
 # Importing the modules fills the registry.
@@ -10,5 +11,5 @@ from ssljax.objectives import denoising_autoencoder as _denoising_autoencoder  #
 from ssljax.objectives import gan as _gan  # noqa: F401,E402
 from ssljax.objectives import supervised as _supervised  # noqa: F401,E402
 
-__all__ = ["OBJECTIVES", "Objective", "Player", "build_objective", "register_objective",
-           "select_features"]
+__all__ = ["OBJECTIVES", "Follower", "LossInputs", "LossOutput", "Objective", "ObjectiveInputs",
+           "Player", "build_objective", "objective_inputs", "register_objective", "select_features"]

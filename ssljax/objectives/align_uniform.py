@@ -4,13 +4,14 @@ formula); the loss is ``losses.align_uniform`` on the L2-normalised projections 
 """
 from __future__ import annotations
 
+from ssljax.config_checks import number_problem
 from ssljax.objectives import losses
 from ssljax.objectives.base import register_objective
-from ssljax.objectives.infonce import InfoNCE
+from ssljax.objectives.infonce import TwoViewObjective
 
 
 @register_objective("align_uniform")
-class AlignUniform(InfoNCE):
+class AlignUniform(TwoViewObjective):
   default_config = {
       "invariances": ("flip", "scale"),
       "projector_dims": (512, 128),
@@ -19,6 +20,18 @@ class AlignUniform(InfoNCE):
       "align_weight": 1.0,   # the paper's defaults weigh the two terms equally
       "unif_weight": 1.0,
   }
+
+  @classmethod
+  def check_args(cls, args):
+    problems = [number_problem("alpha", args["alpha"], low=0, low_open=True),
+                number_problem("t", args["t"], low=0, low_open=True),
+                number_problem("align_weight", args["align_weight"], low=0),
+                number_problem("unif_weight", args["unif_weight"], low=0)]
+    return [p for p in problems if p] + super().check_args(args)
+
+  @classmethod
+  def nonfinite_hints(cls, args):
+    return [f"lower --config.objectives.{cls.name}.t (now {args['t']:g})"]
 
   def pair_loss(self, z1, z2):
     a = self.args

@@ -12,11 +12,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ssljax.config_checks import number_problem
 from ssljax.data import views
-from ssljax.errors import UserError
 from ssljax.models.generative import Bottleneck, ConvDecoder
 from ssljax.objectives import losses
-from ssljax.objectives.base import Objective, Player, register_objective, select_features
+from ssljax.objectives.base import LossOutput, Objective, register_objective, select_features
 
 # reconstruction name -> loss(decoder logits, clean images in [0, 1])
 RECONSTRUCTION_LOSSES = {
@@ -34,11 +34,20 @@ class Autoencoder(Objective):
       "latent_from": "pooled",   # encoder features the latent reads: pooled | last_stage | a stage
   }
 
-  def __init__(self, *args, **kwargs):
-    super().__init__(*args, **kwargs)
-    if self.args["reconstruction"] not in RECONSTRUCTION_LOSSES:
-      raise UserError(f"reconstruction {self.args['reconstruction']!r} unknown; valid: "
+  @classmethod
+  def check_args(cls, args):
+    problems = [number_problem("latent_dim", args["latent_dim"], integer=True, low=1),
+                number_problem("decoder_width", args["decoder_width"], integer=True, low=1)]
+    if args["reconstruction"] not in RECONSTRUCTION_LOSSES:
+      problems.append(f"reconstruction {args['reconstruction']!r} unknown; valid: "
                       f"{', '.join(RECONSTRUCTION_LOSSES)}")
+    if not isinstance(args["latent_from"], str) or not args["latent_from"]:
+      problems.append(f"latent_from must be 'pooled', 'last_stage' or a stage name, got "
+                      f"{args['latent_from']!r}")
+    return [p for p in problems if p]
+
+  def __init__(self, inputs, encoder):
+    super().__init__(inputs, encoder)
     self.networks["bottleneck"] = Bottleneck(int(self.args["latent_dim"]))
     self.networks["decoder"] = ConvDecoder(self.image_shape, int(self.args["decoder_width"]))
 
@@ -49,9 +58,6 @@ class Autoencoder(Objective):
                                select_features(pooled, stages, self.args["latent_from"]))
     self.init_network(variables, "decoder", jax.random.fold_in(key, 2), latent)
     return variables
-
-  def players(self):
-    return [Player("main", tuple(self.networks), self.loss, self.config.optimizer)]
 
   def corrupt(self, key, images):
     """The encoder's input made from the clean images; the plain autoencoder sees them as they are."""
@@ -66,17 +72,17 @@ class Autoencoder(Objective):
     logits, batch_stats = self.apply("decoder", params, batch_stats, latent, train=train)
     return logits, batch_stats, (pooled, stages)
 
-  def loss(self, params, batch_stats, batch, key):
-    key_noise, key_net = jax.random.split(key)
-    clean = views.to_float(batch["images"])
+  def loss(self, params, inputs):
+    key_noise, key_net = jax.random.split(inputs.key)
+    clean = views.to_float(inputs.batch["images"])
     logits, batch_stats, (pooled, stages) = self.reconstruct(
-        params, batch_stats, self.corrupt(key_noise, clean), train=True, key=key_net)
+        params, inputs.batch_stats, self.corrupt(key_noise, clean), train=True, key=key_net)
     loss = RECONSTRUCTION_LOSSES[self.args["reconstruction"]](logits, clean)
-    probe_loss, metrics = self.online_probe_loss(params, pooled, stages, batch["labels"])
-    return loss + probe_loss, (batch_stats, {"loss": loss, **metrics})
+    return loss, LossOutput(batch_stats, {"loss": loss},
+                            probe_input=self.probe_input(pooled, stages))
 
-  def save_plots(self, variables, plots_dir, images):
-    """plots/reconstructions.png: test images (and their corrupted version, if any) above what the
+  def image_grids(self, variables, images):
+    """reconstructions.png: test images (and their corrupted version, if any) above what the
     decoder makes of them."""
     clean = views.to_float(jnp.asarray(images))
     inputs = self.corrupt(jax.random.PRNGKey(0), clean)
@@ -91,7 +97,4 @@ class Autoencoder(Objective):
     if inputs is not clean:
       rows["corrupted"] = np.asarray(inputs)
     rows["reconstruction"] = np.asarray(run(variables, inputs))
-    from ssljax.evaluate.report import save_image_grid  # matplotlib only when plotting
-    save_image_grid(plots_dir / "reconstructions.png", rows,
-                    f"{self.config.objective} reconstructions of test images")
-    return ["reconstructions.png"]
+    return {"reconstructions.png": (rows, f"{self.name} reconstructions of test images")}

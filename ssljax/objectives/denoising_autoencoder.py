@@ -4,6 +4,7 @@ instead of copying them. The noise kinds are pure functions in ``ssljax.data.cor
 """
 from __future__ import annotations
 
+from ssljax.config_checks import number_problem
 from ssljax.data import corruptions
 from ssljax.objectives.autoencoder import Autoencoder
 from ssljax.objectives.base import register_objective
@@ -21,9 +22,15 @@ class DenoisingAutoencoder(Autoencoder):
       "salt_and_pepper_prob": 0.1,
   }
 
-  def __init__(self, *args, **kwargs):
-    super().__init__(*args, **kwargs)
-    corruptions.check_noise(self.args["noise"])
+  @classmethod
+  def check_args(cls, args):
+    problems = super().check_args(args)
+    if args["noise"] not in corruptions.CORRUPTIONS:
+      problems.append(f"noise {args['noise']!r} unknown; valid: {', '.join(corruptions.CORRUPTIONS)}")
+    for key in ("gaussian_sigma", "masking_prob", "salt_and_pepper_prob"):
+      problem = number_problem(key, args[key], low=0, high=None if key == "gaussian_sigma" else 1)
+      problems += [problem] if problem else []
+    return problems
 
   def corrupt(self, key, images):
     return corruptions.corrupt(key, images, self.args["noise"], self.args)

@@ -1,35 +1,43 @@
 """Contrastive InfoNCE (SimCLR): two views per image from the chosen invariances, encoder, MLP
-projector, NT-Xent over the global batch (2N-2 negatives per anchor). ``config.micro_batch_size``
-embeds the batch a slice at a time (gradient caching, ``ssljax/train/microbatch.py``): less memory,
+projector, NT-Xent over the global batch (2N-2 negatives per anchor). The views, encoder pass and
+projector are ``TwoViewObjective``'s, shared with alignment/uniformity. ``micro_batch_size`` embeds
+the batch a slice at a time (gradient caching, ``ssljax/objectives/microbatch.py``): less memory,
 the same global negatives."""
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 
+from ssljax.config_checks import number_problem
 from ssljax.data import views
 from ssljax.models.heads import MLPProjector
-from ssljax.objectives import losses
-from ssljax.objectives.base import Objective, Player, register_objective
-from ssljax.train import microbatch
+from ssljax.objectives import losses, microbatch
+from ssljax.objectives.base import LossOutput, Objective, register_objective
 
 
-@register_objective("infonce")
-class InfoNCE(Objective):
-  views_per_image = 2
-  micro_batching = True  # config.micro_batch_size: gradient caching (ssljax/train/microbatch.py)
-  default_config = {
-      "temperature": 0.5,
-      "invariances": ("flip", "scale"),  # which transformations the two views differ by
-      "projector_dims": (512, 128),
-  }
+class TwoViewObjective(Objective):
+  """Two views per image, one encoder pass over both, an MLP projector; subclasses give the loss
+  of the two projections (``pair_loss``). Their arguments include ``invariances`` and
+  ``projector_dims``."""
+  micro_batching = True  # micro_batch_size: gradient caching (ssljax/objectives/microbatch.py)
 
-  def __init__(self, *args, **kwargs):
-    super().__init__(*args, **kwargs)
-    self.invariances = views.check_invariances(self.args["invariances"])
+  @classmethod
+  def check_args(cls, args):
+    problems = [p for p in [views.invariances_problem("invariances", args["invariances"])] if p]
+    dims = args["projector_dims"]
+    if (isinstance(dims, (str, int)) or not dims
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims)):
+      problems.append(f"projector_dims must be a non-empty tuple of positive integers, "
+                      f"got {dims!r}")
+    return problems
+
+  def __init__(self, inputs, encoder):
+    super().__init__(inputs, encoder)
+    # Two full-size views that differ by the same invariances (SimCLR's symmetric pair).
+    self.view_specs = (views.ViewSpec(self.args["invariances"]),) * 2
     self.networks["projector"] = MLPProjector(self.args["projector_dims"])
-    self.micro_batch_size = int(self.config.get("micro_batch_size", 0))
-    microbatch.num_micro_batches(int(self.config.batch_size), self.micro_batch_size)  # checks it
+    self.micro_batch_size = inputs.micro_batch_size
+    microbatch.num_micro_batches(inputs.batch_size, self.micro_batch_size)  # checks it divides
 
   def init(self, key, images):
     variables = super().init(key, images)
@@ -37,29 +45,20 @@ class InfoNCE(Objective):
     self.init_network(variables, "projector", jax.random.fold_in(key, 1), pooled)
     return variables
 
-  def players(self):
-    owns = tuple(self.networks)  # encoder, projector, online probe
-    return [Player("main", owns, self.loss, self.config.optimizer)]
-
   def two_views(self, key, images):
-    k1, k2 = jax.random.split(key)
-    x = views.to_float(images)
-    return (views.make_view(k1, x, self.invariances, self.config.views),
-            views.make_view(k2, x, self.invariances, self.config.views))
+    return tuple(views.make_views(key, views.to_float(images), self.view_specs, self.inputs.views))
 
-  def loss(self, params, batch_stats, batch, key):
-    key_views, key_net = jax.random.split(key)
-    v1, v2 = self.two_views(key_views, batch["images"])
+  def loss(self, params, inputs):
+    key_views, key_net = jax.random.split(inputs.key)
+    v1, v2 = self.two_views(key_views, inputs.batch["images"])
     # The projections of the whole batch, computed in micro-batches when configured; the loss
     # below always sees all of them, so every negative stays global.
     num = microbatch.num_micro_batches(v1.shape[0], self.micro_batch_size)
     (z1, z2, probe_in), batch_stats = microbatch.map_micro_batches(
-        lambda two, stats, k: self.embed(params, stats, two, k), (v1, v2), batch_stats, key_net,
-        num)
+        lambda two, stats, k: self.embed(params, stats, two, k), (v1, v2), inputs.batch_stats,
+        key_net, num)
     loss, pair_metrics = self.pair_loss(z1, z2)
-    probe_loss, metrics = self.online_probe_loss(params, None, None, batch["labels"],
-                                                 features=probe_in)
-    return loss + probe_loss, (batch_stats, {"loss": loss, **pair_metrics, **metrics})
+    return loss, LossOutput(batch_stats, {"loss": loss, **pair_metrics}, probe_input=probe_in)
 
   def embed(self, params, batch_stats, two_views, key):
     """((z1, z2, the online probe's input from the first view), batch_stats) of a batch of view
@@ -81,4 +80,29 @@ class InfoNCE(Objective):
 
   def pair_loss(self, z1, z2) -> tuple[jax.Array, dict]:
     """The loss of the projections of the two views (subclasses swap the formula, not the views)."""
-    return losses.info_nce(z1, z2, self.args["temperature"]), {}
+    raise NotImplementedError
+
+
+@register_objective("infonce")
+class InfoNCE(TwoViewObjective):
+  default_config = {
+      "temperature": 0.5,
+      "invariances": ("flip", "scale"),  # which transformations the two views differ by
+      "projector_dims": (512, 128),
+  }
+
+  @classmethod
+  def check_args(cls, args):
+    problem = number_problem("temperature", args["temperature"], low=0, low_open=True)
+    return [problem] * bool(problem) + super().check_args(args)
+
+  @classmethod
+  def nonfinite_hints(cls, args):
+    return [f"raise --config.objectives.{cls.name}.temperature (now {args['temperature']:g})"]
+
+  def __init__(self, inputs, encoder):
+    super().__init__(inputs, encoder)
+    self.temperature = float(self.args["temperature"])  # --config.objectives.infonce.temperature
+
+  def pair_loss(self, z1, z2):
+    return losses.info_nce(z1, z2, self.temperature), {}

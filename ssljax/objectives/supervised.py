@@ -13,7 +13,7 @@ from ssljax.data import views
 from ssljax.errors import UserError
 from ssljax.models.heads import LinearHead
 from ssljax.objectives import losses
-from ssljax.objectives.base import Objective, Player, register_objective
+from ssljax.objectives.base import LossOutput, Objective, register_objective
 
 
 @register_objective("supervised")
@@ -23,12 +23,18 @@ class Supervised(Objective):
   }
   needs_labels = True
 
-  def __init__(self, *args, **kwargs):
-    super().__init__(*args, **kwargs)
+  @classmethod
+  def check_args(cls, args):
+    problem = views.invariances_problem("invariances", args["invariances"])
+    return [problem] if problem else []
+
+  def __init__(self, inputs, encoder):
+    super().__init__(inputs, encoder)
     if not self.num_classes:
       raise UserError("objective 'supervised' trains on labels, and the dataset has none; give it "
                       "labelled data or choose a self-supervised objective")
-    self.invariances = views.check_invariances(self.args["invariances"])
+    # One view, or none: with no invariance the encoder reads the images as they are.
+    self.view_specs = (views.ViewSpec(self.args["invariances"]),) if self.args["invariances"] else ()
     self.networks["classifier"] = LinearHead(self.num_classes)
 
   def init(self, key, images):
@@ -37,18 +43,17 @@ class Supervised(Objective):
     self.init_network(variables, "classifier", jax.random.fold_in(key, 1), pooled)
     return variables
 
-  def players(self):
-    return [Player("main", tuple(self.networks), self.loss, self.config.optimizer)]
-
-  def loss(self, params, batch_stats, batch, key):
-    key_view, key_net = jax.random.split(key)
-    x = views.to_float(batch["images"])
-    if self.invariances:
-      x = views.make_view(key_view, x, self.invariances, self.config.views)
-    (pooled, stages), batch_stats = self.apply("encoder", params, batch_stats, x, train=True,
-                                               key=key_net)
+  def loss(self, params, inputs):
+    key_view, key_net = jax.random.split(inputs.key)
+    labels = inputs.batch["labels"]
+    x = views.to_float(inputs.batch["images"])
+    if self.view_specs:
+      # make_view with key_view itself (not make_views' split of it): the view drawn before
+      # ViewSpecs existed, so fixed-seed runs are unchanged.
+      x = views.make_view(key_view, x, self.view_specs[0].invariances, self.inputs.views)
+    (pooled, stages), batch_stats = self.apply("encoder", params, inputs.batch_stats, x,
+                                               train=True, key=key_net)
     logits, _ = self.apply("classifier", params, batch_stats, pooled, train=True)
-    loss = losses.cross_entropy(logits, batch["labels"])
-    probe_loss, metrics = self.online_probe_loss(params, pooled, stages, batch["labels"])
-    return loss + probe_loss, (batch_stats, {"loss": loss, "acc": losses.accuracy(logits, batch["labels"]),
-                                             **metrics})
+    loss = losses.cross_entropy(logits, labels)
+    return loss, LossOutput(batch_stats, {"loss": loss, "acc": losses.accuracy(logits, labels)},
+                            probe_input=self.probe_input(pooled, stages))

@@ -24,7 +24,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from ssljax.errors import UserError
-from ssljax.train.state import TrainState
+from ssljax.train.state import TrainState, model_collections
 
 
 class Checkpoints:
@@ -114,3 +114,10 @@ def fingerprint(tree) -> str:
     h.update(f"{jax.tree_util.keystr(path)}|{a.dtype.str}|{a.shape}|".encode())
     h.update(a.tobytes())
   return h.hexdigest()
+
+
+def state_fingerprint(state: TrainState) -> str:
+  """The report's ``params_fingerprint``: every collection of the state but the optimizers'
+  (parameters, running statistics, followers, objective state), so a resumed run matches an
+  uninterrupted one only when all of what it learned is bit-identical."""
+  return fingerprint(model_collections(state))

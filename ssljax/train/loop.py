@@ -19,8 +19,10 @@ from ssljax.config_checks import check_config, check_image_fits
 from ssljax.data.batches import BatchStream
 from ssljax.data.sources import Dataset, load_dataset
 from ssljax.errors import UserError
+from ssljax.metric_names import headline_losses
 from ssljax.models import build_encoder
 from ssljax.objectives import Objective, build_objective
+from ssljax.objectives.online_probe import OnlineProbe, build_online_probe
 from ssljax.tracking import MetricsWriter, read_metrics
 from ssljax.train import parallel
 from ssljax.train import stopping
@@ -28,7 +30,7 @@ from ssljax.train.checkpoint import Checkpoints
 from ssljax.train.optim import build_optimizer
 from ssljax.train.state import TrainState, create_state
 from ssljax.train.step import jit_train_step, make_train_step
-from ssljax.train.summary import headline_losses, last_logged, pretrain_summary
+from ssljax.train.summary import last_logged, pretrain_summary
 
 
 @dataclasses.dataclass
@@ -41,6 +43,7 @@ class Experiment:
   stream: BatchStream
   total_steps: int
   txs: dict
+  probe: OnlineProbe | None  # the harness's online probe (None: off, or no labels)
 
 
 def build_experiment(config: ml_collections.ConfigDict, dataset: Dataset | None = None) -> Experiment:
@@ -56,23 +59,34 @@ def build_experiment(config: ml_collections.ConfigDict, dataset: Dataset | None 
                     "online_probe_features": config.get("online_probe_features", "pooled"),
                     **{f"probe.extra_features[{i}]": name
                        for i, name in enumerate(config.probe.get("extra_features", ()))}})
-  objective = build_objective(config, encoder, dataset.image_shape, dataset.num_classes)
+  stream = BatchStream(dataset.train_images, dataset.train_labels, config.batch_size, config.seed,
+                       parallel.batch_sharding(mesh))
+  # The run's length before the objective: its schedules (EMA momentum, temperatures) need it.
+  total_steps = int(config.steps) or max(1, int(round(config.epochs * stream.steps_per_epoch)))
+  objective = build_objective(config, encoder, dataset.image_shape, dataset.num_classes,
+                              total_steps)
   if objective.needs_labels and dataset.train_labels is None:
     raise UserError(f"objective {config.objective!r} trains on labels, and dataset "
                     f"{dataset.name!r} has none; give it labelled data (e.g. an npz with a "
                     "'labels' array) or choose a self-supervised objective")
-  stream = BatchStream(dataset.train_images, dataset.train_labels, config.batch_size, config.seed,
-                       mesh)
-  total_steps = int(config.steps) or max(1, int(round(config.epochs * stream.steps_per_epoch)))
   txs = {p.name: build_optimizer(p.optimizer, total_steps) for p in objective.players()}
-  return Experiment(config, dataset, mesh, objective, stream, total_steps, txs)
+  probe = build_online_probe(config.online_probe, dataset.num_classes)
+  return Experiment(config, dataset, mesh, objective, stream, total_steps, txs, probe)
 
 
 def initial_state(exp: Experiment) -> TrainState:
   sample = jnp.zeros((2, *exp.dataset.image_shape), jnp.float32)
-  init = jax.jit(lambda: create_state(exp.objective, exp.txs, exp.config.seed, sample),
+  init = jax.jit(lambda: create_state(exp.objective, exp.txs, exp.config.seed, sample, exp.probe),
                  out_shardings=parallel.replicated(exp.mesh))
   return init()
+
+
+def compiled_train_step(exp: Experiment, players=None):
+  """The generic step of ``exp`` (of ``players`` only, default all), jitted over its mesh."""
+  step = make_train_step(exp.objective.players() if players is None else players, exp.txs,
+                         followers=exp.objective.followers(), probe=exp.probe)
+  return jit_train_step(step, parallel.replicated(exp.mesh), parallel.batch_sharding(exp.mesh),
+                        parallel.replicated(exp.mesh))
 
 
 def pretrain(exp: Experiment, workdir: pathlib.Path, writer: MetricsWriter) -> tuple[TrainState, dict]:
@@ -99,16 +113,16 @@ def _pretrain(exp, workdir, writer, stop: stopping.PreemptionFlag) -> tuple[Trai
   def check_finite(count) -> None:
     """Called only where the host reads the device anyway (logging, before a save)."""
     if count and config.get("nonfinite", "stop") == "stop":
-      raise stopping.nonfinite_error(state.nonfinite, players, config, checkpoints.latest_step(),
-                                     checkpoints.directory)
+      raise stopping.nonfinite_error(
+          state.nonfinite, players, config.optimizer,
+          exp.objective.nonfinite_hints(exp.objective.args), checkpoints.latest_step(),
+          checkpoints.directory)
 
   def checked_save(force=False) -> None:
     check_finite(int(jax.device_get(state.nonfinite["count"])))
     checkpoints.save(state, force=force)
 
-  step_fn = jit_train_step(make_train_step(exp.objective.players(), exp.txs),
-                           parallel.replicated(exp.mesh), parallel.batch_sharding(exp.mesh),
-                           parallel.replicated(exp.mesh))
+  step_fn = compiled_train_step(exp)
   timing = _Throughput()
   last = {}
   # A bar redraws itself with carriage returns: in a file (a Slurm log, a pipe) that is one
@@ -142,10 +156,11 @@ def _pretrain(exp, workdir, writer, stop: stopping.PreemptionFlag) -> tuple[Trai
   finally:
     bar.close()
     checkpoints.close()  # waits for an in-flight asynchronous save, even when a step failed
-  if not last:  # resumed at the end, nothing trained now: the loss the run logged when it got there
-    last = last_logged(read_metrics(workdir), exp.total_steps)
-  summary = pretrain_summary(exp, state, last, resumed_from_step=start, wall_s=timing.wall_s,
-                             images_per_s=timing.images_per_s)
+from ssljax.objectives.online_probe import OnlineProbe, build_online_probe
+from ssljax.tracking import MetricsWriter, read_metrics
+from ssljax.train import parallel
+from ssljax.train import stopping
+from ssljax.train.checkpoint import Checkpoints
   return state, summary
 
 

@@ -25,6 +25,7 @@ from typing import Iterator, Sequence
 import jax
 
 from ssljax.errors import UserError
+from ssljax.metric_names import metric_name
 
 # Bit 2p of state.nonfinite["first_what"]: player p's loss; bit 2p+1: its gradient norm.
 LOSS_BIT, GRAD_BIT = 1, 2
@@ -79,23 +80,20 @@ def catch_stop_signals() -> Iterator[PreemptionFlag]:
       signal.signal(sig, handler)
 
 
-def nonfinite_error(nonfinite: dict, player_names: Sequence[str], config,
-                    checkpoint_step: int | None, checkpoint_dir) -> UserError:
-  """The one line a user sees when ``config.nonfinite == "stop"`` and a step went NaN/Inf."""
+def nonfinite_error(nonfinite: dict, player_names: Sequence[str], optimizer,
+                    objective_hints: Sequence[str], checkpoint_step: int | None,
+                    checkpoint_dir) -> UserError:
+  """The one line a user sees when ``config.nonfinite == "stop"`` and a step went NaN/Inf.
+  ``optimizer``: ``config.optimizer``; ``objective_hints``: the objective's ``nonfinite_hints``."""
   info = {k: int(v) for k, v in jax.device_get(nonfinite).items()}
   what = []
   for p, name in enumerate(player_names):
-    prefix = f"{name}/" if len(player_names) > 1 else ""
     if info["first_what"] >> (2 * p) & LOSS_BIT:
-      what.append(f"{prefix}loss")
+      what.append(metric_name(name, "total_loss"))
     if info["first_what"] >> (2 * p) & GRAD_BIT:
-      what.append(f"{prefix}grad_norm")
-  hint = [f"lower --config.optimizer.lr (now {config.optimizer.lr:g})"]
-  args = config.objectives.get(config.objective, {})
-  if "temperature" in args:
-    hint.append(f"raise --config.objectives.{config.objective}.temperature "
-                f"(now {args['temperature']:g})")
-  if not config.optimizer.get("grad_clip", 0):
+      what.append(metric_name(name, "grad_norm"))
+  hint = [f"lower --config.optimizer.lr (now {optimizer.lr:g})", *objective_hints]
+  if not optimizer.get("grad_clip", 0):
     hint.append("set --config.optimizer.grad_clip=1.0")
   kept = (f"the last good checkpoint is step {checkpoint_step} in {checkpoint_dir}"
           if checkpoint_step else "no checkpoint was written")

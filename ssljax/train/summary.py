@@ -3,8 +3,8 @@
 Two paths describe a pretraining run: the loop at the end of training (it measured the wall time and
 throughput itself) and ``python -m ssljax.evaluate`` from a checkpoint (it reads what the loop logged
 to ``metrics.jsonl``). Both call :func:`pretrain_summary`, so which metric is "the loss" (one
-objective's ``loss``, or each player's ``*/loss`` for the GAN) is decided once, by
-:func:`headline_losses`, and the two can never disagree about a run.
+player's ``*/loss``) is decided once, by ``ssljax.metric_names.headline_loss``, and the two can
+never disagree about a run.
 """
 from __future__ import annotations
 
@@ -12,17 +12,11 @@ import math
 
 import jax
 
-from ssljax.train.checkpoint import fingerprint
+from ssljax.metric_names import headline_loss
+from ssljax.train.checkpoint import state_fingerprint
 
 # What the loop adds to each metrics.jsonl record besides the step's own metrics.
 LOGGED_BY_THE_LOOP = ("step", "images_per_s", "epoch")
-
-
-def headline_losses(metrics: dict) -> dict[str, float]:
-  """The objective's loss, or each player's (e.g. the GAN's discriminator/loss, generator/loss)."""
-  if "loss" in metrics:
-    return {"loss": metrics["loss"]}
-  return {k: v for k, v in metrics.items() if k.endswith("/loss") and "probe" not in k}
 
 
 def pretrain_summary(exp, state, final_metrics: dict, *, resumed_from_step: int | None,
@@ -38,11 +32,12 @@ def pretrain_summary(exp, state, final_metrics: dict, *, resumed_from_step: int 
       "resumed_from_step": resumed_from_step,
       "wall_s": wall_s,
       "images_per_s": images_per_s,
-      "final_loss": next(iter(headline_losses(final_metrics).values()), None),
+      "final_loss": headline_loss(final_metrics),
       "final_metrics": final_metrics,
       "nonfinite_skipped": int(jax.device_get(state.nonfinite["count"])),
-      # Two runs whose final parameters are bit-identical have the same fingerprint.
-      "params_fingerprint": fingerprint(state.params),
+      # Two runs whose final parameters, running statistics, followers and objective state are
+      # bit-identical have the same fingerprint (optimizer state aside).
+      "params_fingerprint": state_fingerprint(state),
   }
 
 
