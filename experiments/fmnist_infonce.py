@@ -2,6 +2,26 @@
 
     python -m ssljax.pretrain --config=experiments/fmnist_infonce.py --workdir=runs/infonce
     python -m ssljax.pretrain --config=experiments/fmnist_infonce.py:smoke --workdir=/tmp/smoke
+
+The headline is the standard protocol, a linear probe on the pooled 256-d output; the flattened
+7x7x256 final map is probed too, and every figure sits beside the same figure of the untrained
+encoder (``random_init`` / ``gain`` in report.json).
+
+How the views and temperature were chosen: ``experiments/benchmarks/quickstart_search.py``, 3 epochs
+each, figures on the probe's validation split only (carved from train; the test split played no
+part), the untrained encoder of the same architecture and seed in brackets:
+
+| variant | pooled probe | kNN (pooled) | flattened map |
+|---|---|---|---|
+| flip + crop (0.4, 1), t=0.2 (the former default) | 0.8382 (0.8515) | 0.7588 (0.7948) | 0.9162 (0.9092) |
+| same, pooling after block 2 too (3x3 final map) | 0.8313 (0.8462) | 0.7628 (0.8015) | 0.8872 (0.8858) |
+| flip + crop (0.2, 1) + brightness/contrast jitter, t=0.5 | **0.8625** (0.8515) | **0.8040** (0.7948) | – |
+
+Crops of one grey image share its intensity histogram, a shortcut that matches views without any
+shape: brightness/contrast jitter (SimCLR's colour distortion, grey) takes it away, and a higher
+temperature stops pushing same-class images apart as hard. Together they turn a loss against the
+untrained encoder into a gain (+1.1 / +0.9 points on validation), still short of the +4 / +5 the
+project aims for at this budget.
 """
 from ssljax.base_config import base_config, parse_arg, smoke
 
@@ -10,14 +30,14 @@ def get_config(arg=None):
   c = base_config()
   c.objective = "infonce"
   c.encoder = "cnn"
-  c.objectives.infonce.invariances = ("flip", "scale")
-  c.views.scale = (0.4, 1.0)  # milder crops probe better on 28x28 than ImageNet's 0.08-1
-  c.probe.features = "last_stage"
-  # Chosen on the probe's validation split (carved from train; the test split played no part),
-  # 3 epochs each: 128 last-stage channels, t=0.5: 0.9062; 256 channels: 0.9138; and t=0.2: 0.9170.
-  # The wider stage costs 1.3x the pretraining time.
+  c.objectives.infonce.invariances = ("flip", "scale", "color_jitter")  # jitter: see the table
+  c.views.scale = (0.2, 1.0)
+  c.objectives.infonce.temperature = 0.5
+  c.probe.features = "pooled"  # the standard protocol
+  c.probe.extra_features = ("last_stage",)  # the flattened final map keeps the spatial layout
+  # The 256-channel last stage was chosen on the map probe's validation split (128: 0.9062,
+  # 256: 0.9138 at t=0.5 with flip + crop (0.4, 1)); it costs 1.3x the pretraining time.
   c.encoders.cnn.widths = (32, 64, 128, 256)
-  c.objectives.infonce.temperature = 0.2
   c.batch_size = 256
   c.epochs = 3.0
   c.wandb.name = "fmnist_infonce"

@@ -173,12 +173,12 @@ def _variant(run, target, temperature, top1):
 def test_comparison_report_sorts_runs_by_probe_top1(smoke_run, tmp_path):
   # Three run directories with known order: the real run and two variants around it.
   real = json.loads((smoke_run / "report.json").read_text())["linear_probe"]["top1"]
-  worse = _variant(smoke_run, tmp_path / "worse", 0.5, 0.05)
+  worse = _variant(smoke_run, tmp_path / "worse", 0.9, 0.05)
   better = _variant(smoke_run, tmp_path / "better", 0.1, 0.99)
   document = compare.write_comparison([worse, smoke_run, better], tmp_path / "cmp")
   top1 = [r["probe_top1"] for r in document["runs"]]
   assert top1 == [0.99, real, 0.05]
-  assert [r["differs"]["objectives.infonce.temperature"] for r in document["runs"]] == [0.1, 0.2, 0.5]
+  assert [r["differs"]["objectives.infonce.temperature"] for r in document["runs"]] == [0.1, 0.5, 0.9]
   saved = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
   assert [r["run"] for r in saved["runs"]] == [r["run"] for r in document["runs"]]
   markdown = (tmp_path / "cmp" / "comparison.md").read_text()

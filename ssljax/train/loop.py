@@ -156,11 +156,10 @@ def _pretrain(exp, workdir, writer, stop: stopping.PreemptionFlag) -> tuple[Trai
   finally:
     bar.close()
     checkpoints.close()  # waits for an in-flight asynchronous save, even when a step failed
-from ssljax.objectives.online_probe import OnlineProbe, build_online_probe
-from ssljax.tracking import MetricsWriter, read_metrics
-from ssljax.train import parallel
-from ssljax.train import stopping
-from ssljax.train.checkpoint import Checkpoints
+  if not last:  # resumed at the end, nothing trained now: the loss the run logged when it got there
+    last = last_logged(read_metrics(workdir), exp.total_steps)
+  summary = pretrain_summary(exp, state, last, resumed_from_step=start, wall_s=timing.wall_s,
+                             images_per_s=timing.images_per_s)
   return state, summary
 
 
