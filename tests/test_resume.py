@@ -286,4 +286,4 @@ def test_rerunning_a_finished_run_reports_the_same_pretrain_section(tmp_path):
   assert again["resumed_from_step"] == 2 and first["final_loss"] is not None
   for key in ("steps", "final_loss", "final_metrics", "params_fingerprint"):
     assert again[key] == first[key], key
-  assert first["final_loss"] == read_metrics(tmp_path)[-1]["loss"]
+  assert first["final_loss"] == read_metrics(tmp_path)[-1]["main/loss"]
