@@ -11,12 +11,16 @@ Every metric the train step returns is ``<owner>/<metric>``, where the owner is
 
 The step's own counter ``nonfinite_steps`` and the loop's ``images_per_s`` and ``epoch`` are about
 the run, not an owner, and stay bare. The progress bar, the pretraining-loss plot and the report's
-``final_loss`` all read :func:`headline_losses`, so they can never disagree.
+``final_loss`` all read :func:`headline_losses`, so they can never disagree. A logged value is the
+mean over its ``log_every`` window (``train/loop.py`` MetricsWindow), running counts excepted.
 """
 from __future__ import annotations
 
 from typing import Mapping
 
+# Metrics that count since the start of the run: logged as their latest value, never averaged over
+# a logging window (everything else is the window's mean, see train/loop.py).
+RUNNING_COUNTS = ("nonfinite_steps",)
 ONLINE_PROBE = "online_probe"  # owner name of the harness's probe metrics (and of its parameters)
 
 

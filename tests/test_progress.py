@@ -35,3 +35,21 @@ def test_a_terminal_keeps_the_bar():
       return True
   assert loop._is_terminal(Terminal()) and not loop._is_terminal(io.StringIO())
   assert not loop._is_terminal(None)  # pythonw and daemons may have no stderr at all
+
+
+def test_logged_metrics_are_the_mean_of_their_window(tmp_path):
+  from conftest import run_steps
+  from ssljax.tracking import read_metrics
+  config = load_config("fmnist_infonce", "smoke")
+  config.dataset, config.devices, config.steps, config.log_every = "digits", 2, 6, 3
+  history, _ = run_steps(config, steps=6)  # the same steps, one metrics dict each
+  exp = loop.build_experiment(config)
+  loop.pretrain(exp, tmp_path, MetricsWriter(tmp_path, {}, config.wandb))
+  logged = read_metrics(tmp_path)
+  assert [r["step"] for r in logged] == [3, 6]
+  for record, window in zip(logged, (history[:3], history[3:])):
+    for key in ("main/loss", "online_probe/acc", "main/grad_norm"):
+      mean = sum(float(m[key]) for m in window) / 3  # written out: the window's three steps
+      assert abs(record[key] - mean) <= 1e-5 * max(1.0, abs(mean)), key
+    assert record["nonfinite_steps"] == int(window[-1]["nonfinite_steps"])  # a count, not a mean
+  assert logged[0]["main/loss"] != float(history[2]["main/loss"])  # not the last batch alone

@@ -19,7 +19,7 @@ from ssljax.config_checks import check_config, check_image_fits
 from ssljax.data.batches import BatchStream
 from ssljax.data.sources import Dataset, load_dataset
 from ssljax.errors import UserError
-from ssljax.metric_names import headline_losses
+from ssljax.metric_names import RUNNING_COUNTS, headline_losses
 from ssljax.models import build_encoder
 from ssljax.objectives import Objective, build_objective
 from ssljax.objectives.online_probe import OnlineProbe, build_online_probe
@@ -130,12 +130,14 @@ def _pretrain(exp, workdir, writer, stop: stopping.PreemptionFlag) -> tuple[Trai
   is_main, plain = jax.process_index() == 0, not _is_terminal(sys.stderr)
   bar = tqdm(range(start, exp.total_steps), initial=start, total=exp.total_steps, desc="pretrain",
              unit="step", dynamic_ncols=True, disable=plain or not is_main)
+  window = MetricsWindow()
   try:
     for step in bar:
       state, metrics = step_fn(state, exp.stream.batch(step))
+      window.add(metrics)
       done = step + 1
       if done % config.log_every == 0 or done == exp.total_steps:
-        last = {k: float(v) for k, v in jax.device_get(metrics).items()}  # the only host sync
+        last = window.mean_and_reset()  # the only host sync
         images_per_s = timing.update(done, config.batch_size)
         writer.write(done, {**last, "images_per_s": images_per_s,
                             "epoch": done / exp.stream.steps_per_epoch})
@@ -161,6 +163,28 @@ def _pretrain(exp, workdir, writer, stop: stopping.PreemptionFlag) -> tuple[Trai
   summary = pretrain_summary(exp, state, last, resumed_from_step=start, wall_s=timing.wall_s,
                              images_per_s=timing.images_per_s)
   return state, summary
+
+
+class MetricsWindow:
+  """The mean of each metric over the steps since the last log, summed on the device as the steps
+  are dispatched (one small fused add per step, no host sync): a logged figure describes its whole
+  ``log_every`` window, not one batch. Running counts (``nonfinite_steps``) are not averaged: the
+  window's last value is the count."""
+
+  def __init__(self):
+    self.sum, self.last, self.steps = None, None, 0
+    self._add = jax.jit(lambda total, new: jax.tree.map(jnp.add, total, new))
+
+  def add(self, metrics: dict) -> None:
+    self.sum = metrics if self.sum is None else self._add(self.sum, metrics)
+    self.last, self.steps = metrics, self.steps + 1
+
+  def mean_and_reset(self) -> dict[str, float]:
+    total, last = jax.device_get((self.sum, self.last))
+    mean = {k: float(v) if k in RUNNING_COUNTS else float(v) / self.steps for k, v in total.items()}
+    mean.update({k: float(last[k]) for k in RUNNING_COUNTS if k in last})
+    self.sum, self.last, self.steps = None, None, 0
+    return mean
 
 
 def _is_terminal(stream) -> bool:
