@@ -39,29 +39,25 @@ def probe_figures(exp, variables, train_images, train_labels, extra=()) -> tuple
   representation's features are held at a time besides the test ones asked for in ``extra``: a
   flattened final map of 60k images is gigabytes."""
   config, data = exp.config, exp.dataset
-  probes = {}
-  kept_test = {}
-  for name in dict.fromkeys([*probed_features(config), config.knn.features]):
-    which = [name]
-    train_f = extract_features(exp.objective, variables, train_images, exp.mesh, which,
-                               desc=f"train features ({name})")[name]
-    test_f = extract_features(exp.objective, variables, data.test_images, exp.mesh, which,
-                              desc=f"test features ({name})")[name]
-    if name in probed_features(config):
-      probe = linear_probe(train_f, train_labels, test_f, data.test_labels, data.num_classes,
-                           config.probe)
-      probes[name] = {**probe, "features": name}
-    if name == config.knn.features:
-      knn = knn_report(train_f, train_labels, test_f, data.test_labels, data.num_classes,
-                       config.knn.k, config.knn.temperature, config.probe.val_fraction)
-      knn["features"] = name
+  features = lambda images, name, split: extract_features(
+      exp.objective, variables, images, exp.mesh, [name], desc=f"{split} features ({name})")[name]
+  probed = probed_features(config)
+  probes, kept_test = {}, {}
+  for name in dict.fromkeys([*probed, config.knn.features, *extra]):
+    test_f = features(data.test_images, name, "test")
+    if name in probed or name == config.knn.features:
+      train_f = features(train_images, name, "train")
+      if name in probed:
+        probes[name] = {**linear_probe(train_f, train_labels, test_f, data.test_labels,
+                                       data.num_classes, config.probe), "features": name}
+      if name == config.knn.features:
+        knn = {**knn_report(train_f, train_labels, test_f, data.test_labels, data.num_classes,
+                            config.knn.k, config.knn.temperature, config.probe.val_fraction),
+               "features": name}
+      del train_f
     if name in extra:
       kept_test[name] = test_f
-    del train_f, test_f
-  for name in extra:
-    if name not in kept_test:
-      kept_test[name] = extract_features(exp.objective, variables, data.test_images, exp.mesh,
-                                         [name], desc=f"test features ({name})")[name]
+    del test_f
   sections = {"linear_probe": probes[config.probe.features],
               "linear_probes": {name: {k: p[k] for k in SUMMARY_KEYS if k in p}
                                 for name, p in probes.items()},
