@@ -9,6 +9,7 @@ UserError, so a KeyError from a bug inside a run still shows its traceback.
 """
 from __future__ import annotations
 
+import gc
 import re
 import sys
 
@@ -44,6 +45,16 @@ def parse_flags(argv):
     raise UserError(message) from None
 
 
+def silence_abandoned_coroutines() -> None:
+  """Stop Python from printing "Exception ignored in: <coroutine ...>" for the rest of the process.
+
+  A failed Orbax restore leaves one unfinished TensorStore read coroutine per array; Python reports
+  each as the garbage collector frees it, now or at exit, as a screenful of TensorStore specs after
+  the one-line error. Only called once a run has already failed with a UserError."""
+  sys.unraisablehook = lambda unraisable: None
+  gc.collect()
+
+
 def run_app(main) -> None:
   """``absl.app.run(main)`` for every command-line entry point: a UserError (including an unknown
   ``--config.KEY``) becomes one line on stderr and exit code 2; ``--debug`` shows the traceback."""
@@ -54,5 +65,6 @@ def run_app(main) -> None:
   except UserError as e:
     if debug:
       raise
+    silence_abandoned_coroutines()
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

@@ -319,3 +319,39 @@ def test_a_key_error_inside_training_is_a_traceback_not_an_unknown_config_key(tm
   assert result.returncode not in (0, 2)
   assert "Traceback" in result.stderr and "KeyError: 'batch_size'" in result.stderr
   assert "has no key" not in result.stderr and "broken" in result.stderr
+
+
+# An entry point whose failure leaves a started, unfinished coroutine that raises when it is closed,
+# as a failed Orbax restore leaves its TensorStore reads; it sits in a reference cycle, so only the
+# garbage collector (or exit) frees it, after the error line is printed.
+_FAILS_WITH_AN_ABANDONED_READ = """
+import sys
+from ssljax.errors import UserError, run_app
+
+class Pause:
+  def __await__(self):
+    yield
+
+async def read_array():
+  try:
+    await Pause()
+  except GeneratorExit:
+    raise Exception("Encountered error while reading array index: " + "spec " * 200)
+
+def main(argv):
+  read = read_array()
+  read.send(None)
+  cycle = {"read": read}
+  cycle["self"] = cycle
+  raise UserError("the checkpoint does not restore")
+
+run_app(main)
+"""
+
+
+def test_a_user_error_is_one_line_even_when_reads_are_left_unfinished(tmp_path):
+  child = subprocess.run([sys.executable, "-c", _FAILS_WITH_AN_ABANDONED_READ],
+                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, timeout=120)
+  assert child.returncode == 2
+  assert child.stderr.splitlines() == ["error: the checkpoint does not restore"], child.stderr

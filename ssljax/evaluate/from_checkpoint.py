@@ -17,7 +17,7 @@ from typing import Mapping
 
 import jax
 
-from ssljax.errors import UserError
+from ssljax.errors import UserError, silence_abandoned_coroutines
 from ssljax.rundir import claim_workdir, load_run_config
 
 
@@ -48,9 +48,11 @@ def restore_latest(exp, workdir: pathlib.Path):
     try:
       return checkpoints.restore(initial_state(exp), step)
     except Exception as e:  # orbax/tensorstore raise ValueError, KeyError, OSError...
-      raise UserError(f"the checkpoint at step {step} in {workdir} does not restore into this "
-                      f"code and config ({type(e).__name__}: {str(e).strip().splitlines()[0][:200]});"
-                      " override evaluation settings only") from None
+      message = (f"the checkpoint at step {step} in {workdir} does not restore into this code and "
+                 f"config ({type(e).__name__}: {str(e).strip().splitlines()[0][:200]}); override "
+                 "evaluation settings only")
+    silence_abandoned_coroutines()  # the failed restore's read tasks, collected from here on
+    raise UserError(message)
   finally:
     checkpoints.close()
 
