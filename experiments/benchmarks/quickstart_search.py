@@ -14,6 +14,9 @@ a validation split carved from train with the linear probe's own split (seeded, 
   images, on pooled features;
 - ``map_val`` (with ``--map``): the same linear probe on the flattened final map.
 
+``--curve 1,3,6`` also scores the checkpoints a run passes at those epochs (``curve`` in its line):
+the learning curve of one longer run.
+
 The same figures of the untrained encoder of the variant's architecture and seed are computed too
 (``random_*``), so every line says what pretraining added. The test split is never read. Results are
 appended to ``OUT/results.jsonl``; a variant already there is skipped.
@@ -81,7 +84,8 @@ def validation_figures(exp, variables, with_map: bool) -> dict:
   return out
 
 
-def run_variant(name: str, overrides: dict, out: pathlib.Path, with_map: bool) -> dict:
+def run_variant(name: str, overrides: dict, out: pathlib.Path, with_map: bool,
+                curve_epochs: tuple[float, ...] = ()) -> dict:
   from ssljax.base_config import load_experiment
   from ssljax.evaluate.features import variables_of
   from ssljax.rundir import resolved_config, write_config
@@ -95,6 +99,15 @@ def run_variant(name: str, overrides: dict, out: pathlib.Path, with_map: bool) -
   config.checkpoint_every = 10 ** 9
   config.keep_checkpoints = 1
   exp = build_experiment(config)
+  # The learning curve: checkpoints at these epochs of the one run (its own cosine schedule, so an
+  # early point understates a run annealed to that length), each scored like the final state.
+  curve_steps = sorted({max(1, int(round(e * exp.stream.steps_per_epoch))) for e in curve_epochs}
+                       & set(range(1, exp.total_steps)))
+  if curve_steps:
+    config.checkpoint_every = curve_steps[0] if len(curve_steps) == 1 else min(
+        b - a for a, b in zip([0, *curve_steps], curve_steps))
+    config.keep_checkpoints = 10 ** 6
+    exp = build_experiment(config)
   workdir = out / name
   workdir.mkdir(parents=True, exist_ok=True)
   write_config(workdir, resolved_config(config))  # so `python -m ssljax.evaluate` can read it
@@ -107,10 +120,23 @@ def run_variant(name: str, overrides: dict, out: pathlib.Path, with_map: bool) -
     writer.close()
   trained = validation_figures(exp, variables_of(state), with_map)
   untrained = validation_figures(exp, variables_of(initial_state(exp)), with_map)
+  curve = []
+  if curve_steps:
+    from ssljax.train.checkpoint import Checkpoints
+    checkpoints = Checkpoints(workdir / "checkpoints", keep=config.keep_checkpoints)
+    try:
+      for step in curve_steps:
+        if (workdir / "checkpoints" / str(step)).exists():
+          at = checkpoints.restore(initial_state(exp), step)
+          curve.append({"step": step, "epochs": round(step / exp.stream.steps_per_epoch, 3),
+                        **validation_figures(exp, variables_of(at), with_map)})
+    finally:
+      checkpoints.close()
   return {"variant": name, "overrides": overrides, "steps": exp.total_steps,
           "pretrain_wall_s": round(wall, 1), "images_per_s": summary["images_per_s"],
           "final_loss": summary["final_loss"], **trained,
-          **{f"random_{k}": v for k, v in untrained.items()}}
+          **{f"random_{k}": v for k, v in untrained.items()},
+          **({"curve": curve} if curve else {})}
 
 
 def main(argv=None):
@@ -123,6 +149,8 @@ def main(argv=None):
                       "variants can be added while the search runs")
   p.add_argument("--map", action="store_true", help="also probe the flattened final map")
   p.add_argument("--out", default="runs/quickstart_search")
+  p.add_argument("--curve", default="",
+                 help="comma-separated epochs (e.g. 1,3,6): also score the run's checkpoints there")
   args = p.parse_args(argv)
   from ssljax.pretrain import use_cpu_cores
   from ssljax.base_config import base_config
@@ -144,7 +172,8 @@ def main(argv=None):
 
   while pending():
     name, overrides = pending()[0]
-    result = run_variant(name, overrides, out, args.map)
+    curve = tuple(float(e) for e in args.curve.split(",") if e)
+    result = run_variant(name, overrides, out, args.map, curve)
     with log.open("a") as f:
       f.write(json.dumps(result) + "\n")
     done.add(name)

@@ -1,6 +1,7 @@
 """Frozen-encoder features for a whole split, computed in fixed-size sharded batches (one compile)."""
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import jax
@@ -13,19 +14,24 @@ from ssljax.objectives.base import Objective, select_features
 from ssljax.train import parallel
 
 
+@functools.partial(jax.jit, static_argnames=("objective", "which"))
+def _forward(variables, batch, *, objective: Objective, which: tuple[str, ...]):
+  # Module level, the objective static (hashed by identity): every split, the trained and the
+  # untrained encoder of a run share one compiled forward pass per shape.
+  pooled, stages = objective.features(variables, views.to_float(batch))
+  return {name: select_features(pooled, stages, name) for name in which}
+
+
 def extract_features(objective: Objective, variables: dict, images: np.ndarray,
                      mesh: jax.sharding.Mesh, which: Sequence[str] = ("pooled",),
                      batch_size: int = 1024, desc: str = "features") -> dict[str, np.ndarray]:
   """Returns {name: float32 (N, D)} for each requested representation (see ``select_features``)."""
   batch_size = max(mesh.size, batch_size // mesh.size * mesh.size)
-
-  @jax.jit
-  def forward(variables, batch):
-    pooled, stages = objective.features(variables, views.to_float(batch))
-    return {name: select_features(pooled, stages, name) for name in which}
+  forward = functools.partial(_forward, objective=objective, which=tuple(which))
 
   sharding = parallel.batch_sharding(mesh)
-  outputs = {name: [] for name in which}
+  # Filled in place: concatenating per-batch parts would hold a flattened map twice.
+  outputs: dict[str, np.ndarray] = {}
   n = len(images)
   for start in tqdm(range(0, n, batch_size), desc=desc, leave=False,
                     disable=jax.process_index() != 0):
@@ -37,8 +43,10 @@ def extract_features(objective: Objective, variables: dict, images: np.ndarray,
     for name, value in result.items():
       if not value.is_fully_addressable:  # several processes: each gathers every row
         value = multihost_utils.process_allgather(value, tiled=True)
-      outputs[name].append(np.asarray(value)[:batch_size - pad])
-  return {name: np.concatenate(parts) for name, parts in outputs.items()}
+      if name not in outputs:
+        outputs[name] = np.empty((n, *value.shape[1:]), np.float32)
+      outputs[name][start:start + batch_size - pad] = np.asarray(value)[:batch_size - pad]
+  return outputs
 
 
 def variables_of(state) -> dict:

@@ -36,6 +36,11 @@ class Figure:
   wandb: str | None = None   # its name in the W&B run summary (None: not there)
 
 
+def _eval_breakdown(report: dict) -> str:
+  seconds = report.get("eval_seconds") or {}
+  return " (" + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()) + ")" if seconds else ""
+
+
 def _published_raw_pixels(report: dict) -> str:
   ref = RAW_PIXEL_REFERENCE.get(report.get("dataset"))
   return f" (published: {ref})" if ref else ""
@@ -46,6 +51,8 @@ FIGURES: tuple[Figure, ...] = (
            detail=" / {pretrain.epochs:.2f}", column="steps / epochs"),
     Figure("pretrain_wall_s", "pretrain.wall_s", "pretrain wall time (s)", 1, column="wall s"),
     Figure("pretrain_images_per_s", "pretrain.images_per_s", "pretrain images/s", 1),
+    Figure("eval_wall_s", "eval_wall_s", "evaluation wall time (s)", 1, detail=_eval_breakdown,
+           when="eval_wall_s"),
     Figure("devices", "pretrain.devices", "devices", None),
     Figure("final_loss", "pretrain.final_loss", "final loss"),
     Figure("probe_skipped", "linear_probe.skipped", "linear probe", None, when="linear_probe.skipped"),

@@ -6,7 +6,9 @@
    a 95% confidence interval over seeds (Student's t).
 Features are standardised with the statistics of the rows a fit trains on (each minibatch as it is
 drawn, so the features are held once). Training is AdamW with a cosine schedule on minibatches, one
-``lax.scan`` per fit, so a whole fit is a single compiled call.
+``lax.scan`` per fit, so a whole fit is a single compiled call; the lr/wd grid is one such call,
+its settings trained side by side on shared minibatches
+(``experiments/benchmarks/linear_probe_grid.py`` measures what that saves).
 """
 from __future__ import annotations
 
@@ -32,33 +34,51 @@ def mean_ci95(values) -> tuple[float, float]:
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "epochs", "batch_size"))
-def fit_linear(x, y, rows, mean, scale, lr, weight_decay, seed, *, num_classes, epochs, batch_size):
-  """Softmax regression on the standardised features ``(x[rows] - mean) * scale``; returns
-  {'w', 'b'} of that standardised space. Minibatches are standardised as they are drawn, so the
-  features are held once (a flattened map of 60k images is gigabytes) and never copied whole."""
+def fit_linear_grid(x, y, rows, mean, scale, lrs, weight_decays, seed, *, num_classes, epochs,
+                    batch_size):
+  """Softmax regressions on the standardised features ``(x[rows] - mean) * scale``, one per
+  (``lrs[g]``, ``weight_decays[g]``), trained together on the same minibatches (order from
+  ``seed``); returns {'w': (G, D, K), 'b': (G, K)} of that standardised space.
+
+  Minibatches are standardised as they are drawn, so the features are held once (a flattened map
+  of 60k images is gigabytes) and never copied whole. The G fits share each drawn minibatch: the
+  step is memory-bound (ten classes), so G fits cost little more than one."""
   n, d = rows.shape[0], x.shape[1]
   batch_size = min(batch_size, n)
   steps_per_epoch = n // batch_size
   total = epochs * steps_per_epoch
-  tx = optax.adamw(optax.cosine_decay_schedule(lr, total), weight_decay=weight_decay)
-  params = {"w": jnp.zeros((d, num_classes)), "b": jnp.zeros((num_classes,))}
+  optimizer = lambda lr, wd: optax.adamw(optax.cosine_decay_schedule(lr, total), weight_decay=wd)
 
-  def loss_fn(params, xb, yb):
-    return losses.cross_entropy(xb @ params["w"] + params["b"], yb)
+  def init(lr, wd):
+    params = {"w": jnp.zeros((d, num_classes)), "b": jnp.zeros((num_classes,))}
+    return params, optimizer(lr, wd).init(params)
+
+  def update(params, opt_state, lr, wd, xb, yb):
+    grads = jax.grad(lambda p: losses.cross_entropy(xb @ p["w"] + p["b"], yb))(params)
+    updates, opt_state = optimizer(lr, wd).update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
 
   def epoch(carry, key):
     def step(carry, idx):
-      params, opt_state = carry
-      grads = jax.grad(loss_fn)(params, (x[idx] - mean) * scale, y[idx])
-      updates, opt_state = tx.update(grads, opt_state, params)
-      return (optax.apply_updates(params, updates), opt_state), None
+      xb = (x[idx] - mean) * scale
+      return jax.vmap(update, in_axes=(0, 0, 0, 0, None, None))(*carry, lrs, weight_decays, xb,
+                                                                 y[idx]), None
     order = rows[jax.random.permutation(key, n)[:steps_per_epoch * batch_size]]
     carry, _ = jax.lax.scan(step, carry, order.reshape(steps_per_epoch, batch_size))
     return carry, None
 
   keys = jax.random.split(jax.random.PRNGKey(seed), epochs)
-  (params, _), _ = jax.lax.scan(epoch, (params, tx.init(params)), keys)
+  lrs, weight_decays = jnp.asarray(lrs, jnp.float32), jnp.asarray(weight_decays, jnp.float32)
+  (params, _), _ = jax.lax.scan(epoch, jax.vmap(init)(lrs, weight_decays), keys)
   return params
+
+
+def fit_linear(x, y, rows, mean, scale, lr, weight_decay, seed, *, num_classes, epochs,
+               batch_size):
+  """One softmax regression (``fit_linear_grid`` with a grid of one); returns {'w', 'b'}."""
+  params = fit_linear_grid(x, y, rows, mean, scale, jnp.asarray([lr]), jnp.asarray([weight_decay]),
+                           seed, num_classes=num_classes, epochs=epochs, batch_size=batch_size)
+  return jax.tree.map(lambda a: a[0], params)
 
 
 def feature_moments(x: np.ndarray, rows: np.ndarray, chunk: int = 4096):
@@ -105,10 +125,14 @@ def linear_probe(train_x, train_y, test_x, test_y, num_classes, probe_config) ->
   train_x = np.asarray(train_x, np.float32)
   device_x, device_y = jnp.asarray(train_x), jnp.asarray(train_y)  # one copy, for every fit
   mean, scale = feature_moments(train_x, fit_idx)
+  settings = list(itertools.product(cfg.lrs, cfg.weight_decays))
+  fits = fit_linear_grid(device_x, device_y, jnp.asarray(fit_idx), mean, scale,
+                         jnp.asarray([lr for lr, _ in settings]),
+                         jnp.asarray([wd for _, wd in settings]), 0, num_classes=num_classes,
+                         epochs=int(cfg.epochs), batch_size=int(cfg.batch_size))
   grid = []
-  for lr, wd in itertools.product(cfg.lrs, cfg.weight_decays):
-    params = fit(device_x, device_y, jnp.asarray(fit_idx), mean, scale, lr, wd, 0)
-    logits = linear_logits(params, train_x[val_idx], mean, scale)
+  for g, (lr, wd) in enumerate(settings):
+    logits = linear_logits(jax.tree.map(lambda a: a[g], fits), train_x[val_idx], mean, scale)
     grid.append({"lr": lr, "wd": wd, "val_top1": topk_accuracy(logits, train_y[val_idx], 1)})
   best = max(grid, key=lambda g: g["val_top1"])
   every_row = np.arange(len(train_x))

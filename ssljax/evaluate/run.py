@@ -35,34 +35,34 @@ def probed_features(config) -> list[str]:
 
 def probe_figures(exp, variables, train_images, train_labels, extra=()) -> tuple[dict, dict]:
   """(report sections ``linear_probe`` (headline features), ``linear_probes`` (every probed
-  representation) and ``knn``, the test features) of the encoder with ``variables``. One
-  representation's features are held at a time besides the test ones asked for in ``extra``: a
-  flattened final map of 60k images is gigabytes."""
+  representation) and ``knn``, the test features) of the encoder with ``variables``. Every
+  representation comes out of one pass over each split (the forward pass is the cost, not the
+  pooled copies); a train representation is dropped as soon as it has been probed."""
   config, data = exp.config, exp.dataset
-  features = lambda images, name, split: extract_features(
-      exp.objective, variables, images, exp.mesh, [name], desc=f"{split} features ({name})")[name]
+  features = lambda images, names, split: extract_features(
+      exp.objective, variables, images, exp.mesh, names, desc=f"{split} features")
   probed = probed_features(config)
-  probes, kept_test = {}, {}
-  for name in dict.fromkeys([*probed, config.knn.features, *extra]):
-    test_f = features(data.test_images, name, "test")
-    if name in probed or name == config.knn.features:
-      train_f = features(train_images, name, "train")
-      if name in probed:
-        probes[name] = {**linear_probe(train_f, train_labels, test_f, data.test_labels,
-                                       data.num_classes, config.probe), "features": name}
-      if name == config.knn.features:
-        knn = {**knn_report(train_f, train_labels, test_f, data.test_labels, data.num_classes,
-                            config.knn.k, config.knn.temperature, config.probe.val_fraction),
-               "features": name}
-      del train_f
-    if name in extra:
-      kept_test[name] = test_f
-    del test_f
+  needed = list(dict.fromkeys([*probed, config.knn.features]))
+  train_all = features(train_images, needed, "train")
+  test_all = features(data.test_images, list(dict.fromkeys([*needed, *extra])), "test")
+  probes = {}
+  for name in needed:
+    train_f, test_f = train_all.pop(name), test_all[name]
+    if name in probed:
+      probes[name] = {**linear_probe(train_f, train_labels, test_f, data.test_labels,
+                                     data.num_classes, config.probe), "features": name}
+    if name == config.knn.features:
+      knn = {**knn_report(train_f, train_labels, test_f, data.test_labels, data.num_classes,
+                          config.knn.k, config.knn.temperature, config.probe.val_fraction),
+             "features": name}
+    del train_f, test_f
+    if name not in extra:
+      del test_all[name]
   sections = {"linear_probe": probes[config.probe.features],
               "linear_probes": {name: {k: p[k] for k in SUMMARY_KEYS if k in p}
                                 for name, p in probes.items()},
               "knn": knn}
-  return sections, kept_test
+  return sections, test_all
 
 
 SUMMARY_KEYS = ("top1", "top1_ci95", "val_top1", "chosen", "seeds", "feature_dim", "features")
@@ -95,6 +95,10 @@ def evaluate(exp, state) -> dict:
   variables = variables_of(state)
   results: dict = {}
   t0 = time.perf_counter()
+  seconds: dict[str, float] = {}  # where the evaluation's wall time went, section by section
+
+  def lap(section: str) -> None:
+    seconds[section] = round(time.perf_counter() - t0 - sum(seconds.values()), 1)
   embed = embedding_fn(objective)
   geometry = align_uniform(embed, variables, data.test_images, config.views)
   results["align"], results["uniform"] = geometry["encoder"]["align"], geometry["encoder"]["uniform"]
@@ -102,10 +106,12 @@ def evaluate(exp, state) -> dict:
     results["projector"] = geometry["projector"]
   results["align_uniform_protocol"] = geometry["protocol"]
   results["invariance"] = invariance(embed, variables, data.test_images, config.views)
+  lap("geometry")
 
   transfer_cfg = config.get("transfer") or {}
   if transfer_cfg.get("dataset"):
     results["transfer"] = run_transfer(objective, variables, data.image_shape, config)
+    lap("transfer")
 
   if data.train_labels is None or data.test_labels is None:
     results["linear_probe"] = {"skipped": "the dataset has no labels"}
@@ -117,12 +123,14 @@ def evaluate(exp, state) -> dict:
   trained, test_f = probe_figures(exp, variables, train_images, train_labels,
                                   extra=(config.get("online_probe_features", "pooled"),))
   results.update(trained)
+  lap("probes")
 
   if config.probe.raw_pixel_baseline:
     flat = lambda a: a.reshape(len(a), -1).astype(np.float32) / 255.0
     raw = linear_probe(flat(train_images), train_labels, flat(data.test_images), data.test_labels,
                        data.num_classes, config.probe)
     results["raw_pixel_probe"] = {k: raw[k] for k in ("top1", "top1_ci95", "val_top1", "chosen")}
+    lap("raw_pixel_probe")
 
   if exp.probe is not None and "online_probe" in state.params:
     top1 = exp.probe.top1(state.params, test_f[config.get("online_probe_features", "pooled")],
@@ -134,7 +142,9 @@ def evaluate(exp, state) -> dict:
     untrained, _ = probe_figures(exp, untrained_variables(exp), train_images, train_labels)
     results["random_init"] = untrained
     results["gain"] = gains(trained, untrained)
+    lap("random_init")
   results["eval_wall_s"] = time.perf_counter() - t0
+  results["eval_seconds"] = seconds
   return results
 
 
