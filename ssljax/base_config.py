@@ -77,6 +77,11 @@ def base_config() -> ml_collections.ConfigDict:
       train_subset=0,      # > 0: probe on the first N training images only (smoke runs)
   )
   c.knn = dict(k=200, temperature=0.1, features="pooled")
+  # RankMe / LiDAR / collapse watch on held-out images (ssljax/evaluate/rank.py), a few seconds on
+  # a CPU: RankMe's N images (>= the 256-d features, so the rank can reach D) and LiDAR's n
+  # surrogate classes of q views each. The papers use far more (25.6k images; 1k x 50); these
+  # rank runs against each other, not against the papers' absolute values.
+  c.rank = dict(rankme_images=2048, lidar_images=256, lidar_views=8)
   # Freeze vs fine-tune on another labelled dataset (ssljax/evaluate/transfer.py): one row per
   # number of frozen stages, plus from scratch. Images are resized to the pretraining input shape.
   c.transfer = dict(
@@ -111,6 +116,7 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.probe.weight_decays = (1e-4,)
   c.probe.train_subset = 2048
   c.knn.k = 20
+  c.rank.update(rankme_images=128, lidar_images=16, lidar_views=4)
   c.transfer.epochs = 2
   c.transfer.train_subset = 512
   c.wandb.mode = "disabled"

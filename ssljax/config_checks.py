@@ -27,7 +27,7 @@ DTYPES = ("float32", "bfloat16")
 # Keys that may change between a run and its resumption: logging, evaluation and placement. Anything
 # else (encoder, objective, data, batch size, seed, optimizer, schedule length, views...) changes
 # what the saved parameters and optimizer state mean, so resuming under it would be a different run.
-RESUMABLE_PREFIXES = ("wandb.", "probe.", "knn.", "transfer.")
+RESUMABLE_PREFIXES = ("wandb.", "probe.", "knn.", "transfer.", "rank.")
 RESUMABLE_KEYS = {"log_every", "checkpoint_every", "keep_checkpoints", "devices", "cpu_devices",
                   "nonfinite"}
 
@@ -176,6 +176,9 @@ def check_config(config) -> None:
   p.number("probe.train_subset", integer=True, low=0)
   p.number("knn.k", integer=True, low=1)
   p.number("knn.temperature", low=0, low_open=True)
+  p.number("rank.rankme_images", integer=True, low=2)
+  p.number("rank.lidar_images", integer=True, low=2)  # a between-class spread needs two classes
+  p.number("rank.lidar_views", integer=True, low=2)   # a within-class spread needs two views
   p.choice("wandb.mode", WANDB_MODES)
   if config.get("nonfinite") is not None:
     p.choice("nonfinite", NONFINITE_POLICIES)

@@ -120,7 +120,13 @@ def test_run_report_has_every_section(smoke_run):
   assert set(report["invariance"]) >= {"flip", "scale"}
   assert {"pair_cos", "random_cos", "score"} <= set(report["invariance"]["flip"])
   assert report["transfer"]["dataset"] == "digits" and len(report["transfer"]["rows"]) == 4
+  dims = report["rankme"]["protocol"]["dims"]
+  assert 1 <= report["rankme"]["encoder"] <= dims["encoder"]
+  assert 1 <= report["rankme"]["projector"] <= dims["projector"]
+  assert report["lidar"]["encoder"] >= 1 and report["lidar"]["protocol"]["views"] >= 2
+  assert report["collapse"]["features"] == "projector" and "collapsed" in report["collapse"]
   markdown = (smoke_run / "report.md").read_text()
+  assert "RankMe, encoder" in markdown and "LiDAR, encoder" in markdown
   assert "Transfer to digits: freeze vs fine-tune" in markdown and "invariance to flip" in markdown
   for plot in ("align_uniform", "invariance", "transfer"):
     assert (smoke_run / "plots" / f"{plot}.png").exists()

@@ -75,14 +75,27 @@ def _stop(process):
     process.wait(timeout=30)
 
 
-def test_kill9_then_the_same_command_gives_bit_identical_params(tmp_path):
+# LeJEPA too: its SIGReg directions are drawn from each step's key, so a resumed run must draw
+# the same ones as the uninterrupted run (the untrained-encoder control is InfoNCE's business).
+# Its three processes took 178 s on the 2-core development machine, so it runs with SSLJAX_SLOW=1.
+KILL9_RUNS = {"infonce": LONG,
+              "lejepa": [LONG[0].replace("fmnist_infonce", "fmnist_lejepa"), *LONG[1:],
+                         "--config.probe.random_init=False"]}
+_slow = pytest.mark.skipif(not os.environ.get("SSLJAX_SLOW"),
+                           reason="slow (three CLI processes, 3 minutes); run with SSLJAX_SLOW=1")
+
+
+@pytest.mark.parametrize("objective", [pytest.param(name, marks=[_slow] if name != "infonce" else [])
+                                       for name in KILL9_RUNS])
+def test_kill9_then_the_same_command_gives_bit_identical_params(tmp_path, objective):
+  args = KILL9_RUNS[objective]
   reference_dir, tmp_path = tmp_path / "reference", tmp_path / "run"
   # The uninterrupted run is the same command in its own process, on the same 2 devices: a
   # 2-device step inside this test process (8 fake devices, see conftest) is a different XLA CPU
   # client and may round differently. It runs while the other one is killed and resumed.
-  reference = _start(reference_dir, LONG)
+  reference = _start(reference_dir, args)
   try:
-    run = _start(tmp_path, LONG)
+    run = _start(tmp_path, args)
     try:
       _wait_for(lambda: _steps(tmp_path / "checkpoints"), run)  # a checkpoint is complete
       run.send_signal(signal.SIGKILL)
@@ -92,7 +105,7 @@ def test_kill9_then_the_same_command_gives_bit_identical_params(tmp_path):
     assert run.returncode == -signal.SIGKILL
     killed_at = max(r["step"] for r in read_metrics(tmp_path))  # flushed lines survive a kill -9
     assert 10 <= killed_at < 240
-    resumed = _run(tmp_path, LONG)
+    resumed = _run(tmp_path, args)
     assert "Resuming from the checkpoint at step" in resumed.stdout
     assert reference.wait(timeout=600) == 0, reference.output()[1][-3000:]
   finally:

@@ -46,6 +46,22 @@ def _published_raw_pixels(report: dict) -> str:
   return f" (published: {ref})" if ref else ""
 
 
+def _collapse_verdict(report: dict) -> str:
+  ratio = report["collapse"]["ratio"]
+  return f" — COLLAPSED ({ratio:.3f}× healthy)" if report["collapse"]["collapsed"] else \
+      f" ({ratio:.2f}× healthy)"
+
+
+def collapse_warning(report: dict) -> str | None:
+  """The line that flags a collapsed run (report.md, under the headline; the command's output)."""
+  collapse = report.get("collapse") or {}
+  if not collapse.get("collapsed"):
+    return None
+  return (f"warning: collapsed run: the held-out {collapse['features']} embeddings' std is "
+          f"{collapse['std']:.2g} against a healthy {collapse['healthy_std']:.3f} (1/sqrt(D)); "
+          "they sit on (nearly) one point")
+
+
 FIGURES: tuple[Figure, ...] = (
     Figure("steps", "pretrain.steps", "pretrain steps / epochs", None,
            detail=" / {pretrain.epochs:.2f}", column="steps / epochs"),
@@ -83,6 +99,18 @@ FIGURES: tuple[Figure, ...] = (
            wandb="uniform", when=""),
     Figure("projector_align", "projector.align", "alignment, projector"),
     Figure("projector_uniform", "projector.uniform", "uniformity, projector"),
+    Figure("rankme_encoder", "rankme.encoder",
+           "RankMe, encoder ({rankme.protocol.num_images} images, D={rankme.protocol.dims.encoder})",
+           1, column="RankMe", wandb="rankme/encoder"),
+    Figure("rankme_projector", "rankme.projector",
+           "RankMe, projector (D={rankme.protocol.dims.projector})", 1,
+           column="RankMe proj", wandb="rankme/projector"),
+    Figure("lidar_encoder", "lidar.encoder",
+           "LiDAR, encoder ({lidar.protocol.num_images} images × {lidar.protocol.views} views)", 1,
+           column="LiDAR", wandb="lidar/encoder"),
+    Figure("collapse_std", "collapse.std",
+           "collapse watch: std of L2-normalised {collapse.features} (healthy ≈ 1/√D)",
+           detail=_collapse_verdict, column="collapse std", wandb="collapse/std"),
     Figure("invariance_{name}", "invariance.{name}.score",
            "invariance to {name}: score (cos pair vs random)", 3,
            detail=" ({invariance.{name}.pair_cos:.3f} vs {invariance.{name}.random_cos:.3f})",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import pathlib
 
+from ssljax.evaluate.figures import collapse_warning
 from ssljax.evaluate.plots import evaluation_plots, plot_pretraining, plot_probes
 from ssljax.evaluate.plots import save_image_grid  # noqa: F401  (objectives draw their grids here)
 from ssljax.evaluate.tables import figure_rows, report_markdown
@@ -23,6 +24,8 @@ def result_lines(report: dict, workdir: pathlib.Path) -> list[str]:
   if "top1" in probe:
     lines.append(f"linear probe top-1: {probe['top1']:.4f} ± {probe['top1_ci95']:.4f} "
                  f"({probe['seeds']} seeds, {probe['features']} features)")
+  if collapse_warning(report):
+    lines.append(collapse_warning(report))
   return lines + [f"report: {pathlib.Path(workdir) / 'report.md'} (and report.json, plots/)"]
 
 

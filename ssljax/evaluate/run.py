@@ -1,6 +1,6 @@
 """Every figure the report holds, computed from a trained state: linear probe (and the raw-pixel
 baseline under the same protocol), kNN, online probe, alignment/uniformity (encoder and projector),
-the invariance probe and, when ``config.transfer.dataset`` is set, freeze-vs-fine-tune transfer.
+RankMe, LiDAR and the collapse watch, the invariance probe and, when ``config.transfer.dataset`` is set, freeze-vs-fine-tune transfer.
 
 ``evaluate_and_report`` is the one path from a state to a written run directory, shared by
 ``python -m ssljax.pretrain`` (after training) and ``python -m ssljax.evaluate`` (from the
@@ -19,6 +19,7 @@ from ssljax.evaluate.figures import wandb_summary
 from ssljax.evaluate.geometry import align_uniform, embedding_fn, invariance
 from ssljax.evaluate.knn import knn_report
 from ssljax.evaluate.linear_probe import linear_probe
+from ssljax.evaluate.rank import rank_report
 from ssljax.evaluate.report import log_report, save_image_grid, write_report
 from ssljax.evaluate.transfer import run_transfer
 from ssljax.objectives.base import init_keys
@@ -99,6 +100,7 @@ def evaluate(exp, state) -> dict:
 
   def lap(section: str) -> None:
     seconds[section] = round(time.perf_counter() - t0 - sum(seconds.values()), 1)
+
   embed = embedding_fn(objective)
   geometry = align_uniform(embed, variables, data.test_images, config.views)
   results["align"], results["uniform"] = geometry["encoder"]["align"], geometry["encoder"]["uniform"]
@@ -106,6 +108,11 @@ def evaluate(exp, state) -> dict:
     results["projector"] = geometry["projector"]
   results["align_uniform_protocol"] = geometry["protocol"]
   results["invariance"] = invariance(embed, variables, data.test_images, config.views)
+  # LiDAR's surrogate classes are views under the run's own invariances (flip + scale for the
+  # objectives that have none, as the geometry figures use).
+  run_invariances = objective.args.get("invariances") or ("flip", "scale")
+  results.update(rank_report(embed, variables, data.test_images, config.views, run_invariances,
+                             config.rank))
   lap("geometry")
 
   transfer_cfg = config.get("transfer") or {}

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import math
 
-from ssljax.evaluate.figures import (Figure, cell, concrete, format_value, is_shown, render,
-                                     value_at, versus_untrained)
+from ssljax.evaluate.figures import (Figure, cell, collapse_warning, concrete, format_value,
+                                     is_shown, render, value_at, versus_untrained)
 
 # The comparison's columns besides the figures: what each run is and what it changed.
 RUN_COLUMNS = (
@@ -56,6 +56,8 @@ def report_markdown(report: dict, plots: list[str]) -> str:
   lines = [f"# {report['objective']} · {report['encoder']} · {report['dataset']}", ""]
   if headline(report):
     lines += [headline(report), ""]
+  if collapse_warning(report):
+    lines += [f"**{collapse_warning(report)}**", ""]
   lines += ["| figure | value |", "|---|---|"]
   lines += [f"| {name} | {value} |" for name, value in figure_rows(report)]
   lines.append("")

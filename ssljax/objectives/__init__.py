@@ -6,6 +6,7 @@ from ssljax.objectives.base import (OBJECTIVES, Follower, LossInputs, LossOutput
 # Importing the modules fills the registry.
 from ssljax.objectives import infonce as _infonce  # noqa: F401,E402
 from ssljax.objectives import align_uniform as _align_uniform  # noqa: F401,E402
+from ssljax.objectives import redundancy_reduction as _redundancy_reduction  # noqa: F401,E402
 from ssljax.objectives import autoencoder as _autoencoder  # noqa: F401,E402
 from ssljax.objectives import denoising_autoencoder as _denoising_autoencoder  # noqa: F401,E402
 from ssljax.objectives import gan as _gan  # noqa: F401,E402

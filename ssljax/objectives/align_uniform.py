@@ -33,7 +33,7 @@ class AlignUniform(TwoViewObjective):
   def nonfinite_hints(cls, args):
     return [f"lower --config.objectives.{cls.name}.t (now {args['t']:g})"]
 
-  def pair_loss(self, z1, z2):
+  def pair_loss(self, z1, z2, key):
     a = self.args
     z1, z2 = losses.l2_normalize(z1), losses.l2_normalize(z2)
     align = losses.align_loss(z1, z2, a["alpha"])

@@ -57,8 +57,13 @@ class TwoViewObjective(Objective):
     (z1, z2, probe_in), batch_stats = microbatch.map_micro_batches(
         lambda two, stats, k: self.embed(params, stats, two, k), (v1, v2), inputs.batch_stats,
         key_net, num)
-    loss, pair_metrics = self.pair_loss(z1, z2)
-    return loss, LossOutput(batch_stats, {"loss": loss, **pair_metrics}, probe_input=probe_in)
+    # The loss's own randomness (LeJEPA's directions) is folded from the step's key, not split
+    # from it, so the views and dropout of the other objectives stay the draws they always were.
+    loss, pair_metrics = self.pair_loss(z1, z2, jax.random.fold_in(inputs.key, 2))
+    # The collapse watch on every objective with a projector: ~1/sqrt(D) healthy, 0 collapsed.
+    collapse = losses.normalized_std(jax.lax.stop_gradient(jnp.concatenate([z1, z2])))
+    return loss, LossOutput(batch_stats, {"loss": loss, **pair_metrics, "collapse_std": collapse},
+                            probe_input=probe_in)
 
   def embed(self, params, batch_stats, two_views, key):
     """((z1, z2, the online probe's input from the first view), batch_stats) of a batch of view
@@ -78,8 +83,9 @@ class TwoViewObjective(Objective):
     probe_in = self.probe_input(first(pooled), {k: first(v) for k, v in stages.items()})
     return (z[:, 0], z[:, 1], probe_in), batch_stats
 
-  def pair_loss(self, z1, z2) -> tuple[jax.Array, dict]:
-    """The loss of the projections of the two views (subclasses swap the formula, not the views)."""
+  def pair_loss(self, z1, z2, key) -> tuple[jax.Array, dict]:
+    """(loss, metrics) of the projections of the two views, each (N, D), and a key for the
+    loss's own randomness (subclasses swap the formula, not the views)."""
     raise NotImplementedError
 
 
@@ -104,5 +110,5 @@ class InfoNCE(TwoViewObjective):
     super().__init__(inputs, encoder)
     self.temperature = float(self.args["temperature"])  # --config.objectives.infonce.temperature
 
-  def pair_loss(self, z1, z2):
+  def pair_loss(self, z1, z2, key):
     return losses.info_nce(z1, z2, self.temperature), {}

@@ -86,3 +86,124 @@ def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   valid = labels >= 0
   hits = (jnp.argmax(logits, axis=-1) == labels) & valid
   return jnp.sum(hits) / jnp.maximum(jnp.sum(valid), 1)
+
+
+# --- redundancy reduction and Gaussian regularisation (VICReg, Barlow Twins, LeJEPA) ------------
+def off_diagonal(m: jax.Array) -> jax.Array:
+  """The entries of square ``m`` off its diagonal, zeros on it (same shape: sums stay sums)."""
+  return jnp.where(jnp.eye(m.shape[0], dtype=bool), 0.0, m)
+
+
+def vicreg_terms(z1: jax.Array, z2: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """VICReg's three unweighted terms (Bardes, Ponce & LeCun 2022; as in the authors'
+  main_vicreg.py), z1, z2: (N, D) expander outputs of two views of the same N images:
+
+  - invariance: mean over every element of (z1 - z2)^2;
+  - variance: per view, the mean over dimensions of relu(1 - sqrt(var + 1e-4)), with the unbiased
+    variance over the batch; the two views averaged;
+  - covariance: per view, the sum of the squared off-diagonal entries of the (N - 1)-normalised
+    covariance matrix, divided by D; the two views summed.
+  """
+  z1, z2 = z1.astype(jnp.float32), z2.astype(jnp.float32)
+  n, d = z1.shape
+  invariance = jnp.mean((z1 - z2) ** 2)
+
+  def variance_and_covariance(z):
+    z = z - jnp.mean(z, axis=0)
+    # The 1e-4 inside the root keeps the gradient finite when a dimension has collapsed.
+    std = jnp.sqrt(jnp.sum(z * z, axis=0) / (n - 1) + 1e-4)
+    cov = z.T @ z / (n - 1)
+    return jnp.mean(jax.nn.relu(1.0 - std)), jnp.sum(off_diagonal(cov) ** 2) / d
+
+  (var1, cov1), (var2, cov2) = variance_and_covariance(z1), variance_and_covariance(z2)
+  return invariance, (var1 + var2) / 2, cov1 + cov2
+
+
+def vicreg(z1: jax.Array, z2: jax.Array, sim_coeff: float = 25.0, std_coeff: float = 25.0,
+           cov_coeff: float = 1.0) -> jax.Array:
+  """VICReg: ``sim_coeff * invariance + std_coeff * variance + cov_coeff * covariance`` of
+  :func:`vicreg_terms`; the paper's coefficients (25, 25, 1) by default."""
+  invariance, variance, covariance = vicreg_terms(z1, z2)
+  return sim_coeff * invariance + std_coeff * variance + cov_coeff * covariance
+
+
+def barlow_twins_terms(z1: jax.Array, z2: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(on-diagonal, off-diagonal) terms of Barlow Twins (Zbontar et al. 2021, as the authors'
+  main.py): each dimension of z1, z2 (N, D) standardised over the batch (biased variance, eps 1e-5
+  inside the root: BatchNorm without affine, in training mode), ``c = z1n^T z2n / N``;
+  returns (sum_i (1 - c_ii)^2, sum_{i != j} c_ij^2)."""
+  def standardise(z):
+    z = z.astype(jnp.float32)
+    mean = jnp.mean(z, axis=0)
+    return (z - mean) * jax.lax.rsqrt(jnp.mean((z - mean) ** 2, axis=0) + 1e-5)
+
+  c = standardise(z1).T @ standardise(z2) / z1.shape[0]
+  return jnp.sum((1.0 - jnp.diagonal(c)) ** 2), jnp.sum(off_diagonal(c) ** 2)
+
+
+def barlow_twins(z1: jax.Array, z2: jax.Array, lambd: float = 0.0051) -> jax.Array:
+  """Barlow Twins: ``sum_i (1 - c_ii)^2 + lambd * sum_{i != j} c_ij^2`` (see
+  :func:`barlow_twins_terms`); lambd = 0.0051 is the paper's, tuned for an 8192-d projector."""
+  on_diagonal, off_diag = barlow_twins_terms(z1, z2)
+  return on_diagonal + lambd * off_diag
+
+
+# Epps-Pulley's quadrature (the LeJEPA paper's listing): the integrand's Gaussian weight is below
+# 4e-6 beyond |t| = 5, so 17 trapezoid knots on [-5, 5] cover it.
+SIGREG_KNOTS = 17
+SIGREG_T_MAX = 5.0
+
+
+def sigreg_directions(key: jax.Array, dim: int, num: int) -> jax.Array:
+  """``num`` random unit directions in R^dim as the columns of a (dim, num) matrix: isotropic
+  Gaussian draws, normalised (uniform on the sphere)."""
+  a = jax.random.normal(key, (dim, num), jnp.float32)
+  return a / jnp.linalg.norm(a, axis=0, keepdims=True)
+
+
+def sigreg(z: jax.Array, directions: jax.Array) -> jax.Array:
+  """SIGReg (Balestriero & LeCun 2025): how far the embeddings are from an isotropic standard
+  Gaussian, sketched along random directions. z: (..., N, D), the last-but-one axis the samples
+  (leading axes, e.g. views, are tested separately); directions: (D, M), columns normalised here.
+
+  For each direction a, the Epps-Pulley statistic of the projections x_i = a . z_i,
+  ``N * integral |mean_i exp(i t x_i) - exp(-t^2 / 2)|^2 exp(-t^2 / 2) dt`` (empirical vs the
+  standard normal characteristic function, Gaussian-weighted), by the trapezoidal rule on
+  ``t = linspace(-5, 5, 17)``; returns the mean over directions (and leading axes).
+  """
+  z = z.astype(jnp.float32)
+  directions = directions / jnp.linalg.norm(directions, axis=0, keepdims=True)
+  t = jnp.linspace(-SIGREG_T_MAX, SIGREG_T_MAX, SIGREG_KNOTS)
+  gauss = jnp.exp(-t ** 2 / 2)  # the standard normal's characteristic function, and the weight
+  xt = (z @ directions)[..., None] * t  # (..., N, M, T)
+  # exp(i t x) = cos(t x) + i sin(t x); the normal's characteristic function is real.
+  err = (jnp.mean(jnp.cos(xt), axis=-3) - gauss) ** 2 + jnp.mean(jnp.sin(xt), axis=-3) ** 2
+  statistic = jnp.trapezoid(err * gauss, t, axis=-1) * z.shape[-2]  # (..., M)
+  return jnp.mean(statistic)
+
+
+def lejepa_terms(embeddings: jax.Array, directions: jax.Array,
+                 num_global: int | None = None) -> tuple[jax.Array, jax.Array]:
+  """(invariance, SIGReg) of LeJEPA on ``embeddings`` (V, N, D): V views of N images, the first
+  ``num_global`` (default: all) the global views. Invariance: the mean over views, images and
+  dimensions of (z_v - c)^2, c the mean of the global views' embeddings of that image; SIGReg: of
+  each view's (N, D) embeddings, averaged over the views."""
+  embeddings = embeddings.astype(jnp.float32)
+  centre = jnp.mean(embeddings[:num_global], axis=0)
+  invariance = jnp.mean((embeddings - centre) ** 2)
+  return invariance, sigreg(embeddings, directions)
+
+
+def lejepa(embeddings: jax.Array, directions: jax.Array, lambd: float = 0.05,
+           num_global: int | None = None) -> jax.Array:
+  """LeJEPA: ``(1 - lambd) * invariance + lambd * SIGReg`` (:func:`lejepa_terms`); the paper's
+  one trade-off hyperparameter, 0.05 by default."""
+  invariance, regulariser = lejepa_terms(embeddings, directions, num_global)
+  return (1 - lambd) * invariance + lambd * regulariser
+
+
+def normalized_std(z: jax.Array) -> jax.Array:
+  """The collapse watch (SimSiam, Chen & He 2021): the per-dimension standard deviation over the
+  batch of the L2-normalised embeddings, averaged over dimensions. About 1/sqrt(D) when the
+  embeddings spread over the sphere, 0 when they have collapsed to one point."""
+  return jnp.mean(jnp.std(l2_normalize(z.astype(jnp.float32)), axis=0))
