@@ -24,7 +24,7 @@ detect_accelerator() {
 }
 
 ensure_venv() {
-  detect_accelerator
+  detect_accelerator || return 1  # an invalid SSLJAX_ACCELERATOR: its one-line error is out
   local extras="${SSLJAX_EXTRAS:-}"
   if [ -n "$ACCELERATOR_EXTRA" ]; then extras="${extras:+$extras,}$ACCELERATOR_EXTRA"; fi
   if [ "${SSLJAX_DRY_RUN:-0}" = 1 ]; then

@@ -1,8 +1,13 @@
-"""Test setup: 8 fake CPU devices (device-count equivalence needs several), configs by file name."""
+"""Test setup: 8 fake CPU devices (device-count equivalence needs several), configs by file name.
+The suite runs on the CPU on a GPU/TPU machine too (``JAX_PLATFORMS=cpu`` unless set): its
+figures and fake devices are the CPU's, and the CLI subprocesses it starts inherit the choice."""
 import importlib.util
+import os
 import pathlib
 
-import jax
+os.environ.setdefault("JAX_PLATFORMS", "cpu")  # before jax reads it
+
+import jax  # noqa: E402
 
 # Must run before anything touches the backend.
 jax.config.update("jax_num_cpu_devices", 8)

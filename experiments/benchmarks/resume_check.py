@@ -29,7 +29,8 @@ def command_args(steps: int, every: int, cpu_devices: int) -> list[str]:
   """The runs' flags: the smoke config, long enough that a kill lands mid-run."""
   args = ["--config=experiments/fmnist_infonce.py:smoke", "--config.dataset=digits",
           "--config.probe.raw_pixel_baseline=False", "--config.probe.seeds=1",
-          "--config.probe.random_init=False", f"--config.steps={steps}",
+          "--config.probe.random_init=False", "--config.probe.extra_features=()",
+          f"--config.steps={steps}",
           f"--config.checkpoint_every={every}", f"--config.log_every={every}"]
   return args + ([f"--config.cpu_devices={cpu_devices}"] if cpu_devices else [])
 
@@ -57,8 +58,9 @@ class ResumeCheck:
 
   def __init__(self, workdir: pathlib.Path, small: bool, cpu_devices: int = 0):
     self.workdir = pathlib.Path(workdir)
-    # Small (CPU): 240 steps at tens per second; full (GPU): faster steps, so more of them.
-    self.steps, every = (240, 10) if small else (600, 20)
+    # The kill lands between the first checkpoint and the last step: small (CPU), 60 steps at tens
+    # per second leave seconds for it; full (GPU) steps are faster, so more of them.
+    self.steps, every = (60, 10) if small else (600, 20)
     self.args = command_args(self.steps, every, cpu_devices)
     self.env = run_environment()
     self.processes: dict[str, subprocess.Popen] = {}
