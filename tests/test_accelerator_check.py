@@ -38,7 +38,7 @@ def test_the_check_passes_on_the_cpu_and_ends_with_its_summary_line(tmp_path):
   assert ok == "True" and float(views_per_s) > 0 and math.isnan(float(mfu))  # no CPU peak
   text = "\n".join(lines)
   assert "accelerator_check size=small" in text and "backend=cpu" in text
-  assert "resnet18 width=16 infonce bf16 batch=8: views_per_s=" in text
+  assert "resnet18 width=16 infonce bfloat16 batch=8: views_per_s=" in text
   assert "quickstart cnn widths=8,16 infonce float32 batch=16" in text  # auto = float32 on CPU
   assert re.search(r"device_equivalence 1_vs_2: max_relative_difference=\S+", text)
   assert re.search(r"pretrain \+ probe \(digits, 60 steps, 2 devices\).*linear_probe_top1=0\.\d+",
@@ -72,5 +72,10 @@ def test_resume_runs_get_deterministic_gpu_ops_and_share_the_gpu(monkeypatch):
   env = resume_check.run_environment()
   assert env["XLA_FLAGS"] == "--xla_dump_to=/tmp/x --xla_gpu_deterministic_ops=true"
   assert env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+  assert "JAX_COMPILATION_CACHE_DIR" not in env
   monkeypatch.setenv("XLA_FLAGS", "--xla_gpu_deterministic_ops=false")  # the user's own choice
   assert resume_check.run_environment()["XLA_FLAGS"] == "--xla_gpu_deterministic_ops=false"
+  monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+  shared = resume_check.run_environment(ROOT / "cache")  # the three runs compile once
+  assert shared["JAX_COMPILATION_CACHE_DIR"] == str(ROOT / "cache")
+  assert shared["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] == "0"

@@ -2,21 +2,24 @@
 
     experiments/benchmarks/accelerator_check.sh        (the same: python accelerator_check.py)
 
-Prints the device and versions; the ResNet-18 (CIFAR stem, 32x32x3) InfoNCE step in bf16 at batch
-512 and 1024 with its model FLOP/s and MFU against the device's published dense bf16 peak
-(``throughput.PEAK_BF16_TFLOP_S``); the quickstart CNN's step; the loss and gradient norm of two
-steps on 1 and on N devices when N > 1; a short pretrain + linear probe (the smoke config on
-scikit-learn's digits, through the CLI); and a kill -9 of such a run, resumed by the same command,
-against an uninterrupted one: bit-identical parameters, with XLA's deterministic GPU ops (without
-them GPU reductions may sum in a different order on every run). Last line:
+Prints the device and versions; the ResNet-18 (CIFAR stem, 32x32x3) InfoNCE step in bf16 (float32
+parameters) at batch 512 and 1024 with its model FLOP/s and MFU against the device's published
+dense bf16 peak (``throughput.PEAK_BF16_TFLOP_S``); the quickstart CNN's
+step; the loss and gradient norm of two steps on 1 and on N devices when N > 1; a short pretrain +
+linear probe (the smoke config on scikit-learn's digits, through the CLI); and a kill -9 of such a
+run, resumed by the same command, against an uninterrupted one: bit-identical parameters, with
+XLA's deterministic GPU ops (without them GPU reductions may sum in a different order on every
+run). Each section prints its seconds; the last line is
 
     accelerator_check ok=<bool> resnet18_views_per_s=<float> mfu=<float>
 
-``mfu`` is nan when the device has no published peak (every CPU). Size: ``full`` on GPU/TPU (about
-5 minutes on one H100-class GPU, mostly compilation); ``small`` on the CPU (``SSLJAX_CHECK_SIZE``
-overrides): batch 8 and 2 timed steps, ResNet-18 at width 16 (the same 18 layers and code path at
-1/16 of the FLOPs: on 2 cores a full-width step takes 2 s), the CNN at the smoke widths (8, 16), 2
-host devices so that the 1-vs-N check runs, 60 steps in the CLI runs, which overlap the
+``mfu`` is nan when the device has no published peak (every CPU). Size: ``full`` on GPU/TPU
+(expected well under the 8-minute budget on one H100-class GPU, mostly compilation; not measured:
+no GPU was at hand); ``small`` on the CPU (``SSLJAX_CHECK_SIZE`` overrides): batch 8 and 2 timed
+steps, ResNet-18 at width 16 (the same 18 layers and code path at 1/16 of the FLOPs: on 2 cores a
+full-width step takes 2 s), still in bf16 so that the CPU runs the accelerators' code path (on a
+loaded 2-core machine its compile took 62 s in bf16 and 64 s in float32), the CNN at the smoke
+widths (8, 16), 2 host devices so that the 1-vs-N check runs, 60 steps in the CLI runs, which overlap the
 measurements (figures there are a smoke test, not a benchmark). Compilation is most of its time;
 the suite runs it (tests/test_accelerator_check.py).
 """
@@ -29,6 +32,7 @@ import os
 import pathlib
 import sys
 import tempfile
+import time
 import traceback
 
 from resume_check import ResumeCheck
@@ -98,10 +102,11 @@ def measure_resnet18(size: Size) -> tuple[float, float]:
   views_per_s = mfu = float("nan")
   for batch in size.resnet_batches:
     r = throughput.measure("resnet18", "infonce", batch, (32, 32, 3), size.steps, "bfloat16",
-                           end_to_end=False, encoder_args={"width": size.resnet_width})
+                           end_to_end=False, encoder_args={"width": size.resnet_width},
+                           gemm_yardstick=False)
     views_per_s, mfu = r["views_per_s"], r["mfu"]
     width = "" if size.resnet_width == default_width else f" width={size.resnet_width}"
-    print(f"resnet18{width} infonce bf16 batch={batch}: views_per_s={views_per_s:.1f} "
+    print(f"resnet18{width} infonce {r['dtype']} batch={batch}: views_per_s={views_per_s:.1f} "
           f"step_ms={r['step_s'] * 1e3:.1f} compile_s={r['compile_s']:.1f} "
           f"model_tflop_s={r['model_flop_s'] / 1e12:.3f} mfu={mfu:.3f} "
           f"(peak {r['peak_flop_s'] / 1e12:.0f} TFLOP/s over {r['devices']} devices)")
@@ -111,7 +116,7 @@ def measure_resnet18(size: Size) -> tuple[float, float]:
 def measure_cnn(size: Size) -> None:
   import throughput
   r = throughput.measure("cnn", "infonce", size.cnn_batch, (28, 28, 1), size.steps, "auto",
-                         cnn_widths=size.cnn_widths, end_to_end=False)
+                         cnn_widths=size.cnn_widths, end_to_end=False, gemm_yardstick=False)
   widths = f" widths={','.join(map(str, size.cnn_widths))}" if size.cnn_widths else ""
   print(f"quickstart cnn{widths} infonce {r['dtype']} batch={size.cnn_batch}: "
         f"views_per_s={r['views_per_s']:.1f} step_ms={r['step_s'] * 1e3:.1f} "
@@ -165,13 +170,17 @@ def check_device_equivalence(failures: list) -> None:
 
 
 def run_section(name: str, fn, failures: list, *args):
-  """Runs one section; a failure is reported and counted, and the others still run."""
+  """Runs one section and prints its seconds; a failure is reported and counted, and the others
+  still run."""
+  start = time.perf_counter()
   try:
     return fn(*args)
   except Exception as e:  # noqa: BLE001 - the check reports every section's failure, then goes on
     traceback.print_exc()
     failures.append(f"{name}: {type(e).__name__}: {str(e)[:300]}")
     return None
+  finally:
+    print(f"[{name}: {time.perf_counter() - start:.0f} s]", flush=True)
 
 
 def main() -> int:

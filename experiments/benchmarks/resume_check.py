@@ -7,7 +7,10 @@ command on the victim's directory then resumes it. Its final parameters must be 
 reference's (``params_fingerprint``), as ``tests/test_resume.py`` proves on the CPU. On a GPU that
 holds only with XLA's deterministic ops (``--xla_gpu_deterministic_ops=true``, in every run's
 XLA_FLAGS): otherwise reductions (scatter-adds, some convolution algorithms) may sum in a different
-order on every run. The reference and the victim run side by side on the same devices.
+order on every run. All three run on the same devices and share one persistent compilation cache:
+the victim starts once the reference has compiled its step (and written a checkpoint), and the
+rerun once the reference is done, so each program is compiled once (on 2 CPU cores, compilation is
+most of a smoke run's time; a cached executable computes exactly what a fresh one does).
 """
 from __future__ import annotations
 
@@ -35,8 +38,11 @@ def command_args(steps: int, every: int, cpu_devices: int) -> list[str]:
   return args + ([f"--config.cpu_devices={cpu_devices}"] if cpu_devices else [])
 
 
-def run_environment() -> dict:
+def run_environment(cache_dir: pathlib.Path | None = None) -> dict:
   env = dict(os.environ)
+  if cache_dir is not None and not env.get("JAX_COMPILATION_CACHE_DIR"):
+    env.update(JAX_COMPILATION_CACHE_DIR=str(cache_dir),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")  # default 1 s: most would miss
   flags = env.get("XLA_FLAGS", "")
   if "xla_gpu_deterministic_ops" not in flags:
     env["XLA_FLAGS"] = f"{flags} {DETERMINISTIC}".strip()
@@ -62,7 +68,7 @@ class ResumeCheck:
     # per second leave seconds for it; full (GPU) steps are faster, so more of them.
     self.steps, every = (60, 10) if small else (600, 20)
     self.args = command_args(self.steps, every, cpu_devices)
-    self.env = run_environment()
+    self.env = run_environment(self.workdir / "compilation-cache")
     self.processes: dict[str, subprocess.Popen] = {}
     self.killed_at: int | None = None
     self._watcher: threading.Thread | None = None
@@ -83,14 +89,18 @@ class ResumeCheck:
     return tuple((self.workdir / f"{name}.{s}").read_text() for s in ("stdout", "stderr"))
 
   def start(self) -> None:
+    """Starts the reference, and a thread that starts the victim and kills it."""
     self._start("reference")
-    victim = self._start("victim")
-    self._watcher = threading.Thread(target=self._kill_after_first_checkpoint, args=(victim,),
-                                     daemon=True)
+    self._watcher = threading.Thread(target=self._victim, daemon=True)
     self._watcher.start()
 
-  def _kill_after_first_checkpoint(self, victim: subprocess.Popen, timeout: float = 900) -> None:
+  def _victim(self, timeout: float = 900) -> None:
     deadline = time.monotonic() + timeout
+    reference = self.processes["reference"]
+    while (reference.poll() is None and not checkpoint_steps(self.workdir / "reference")
+           and time.monotonic() < deadline):
+      time.sleep(0.05)  # its step is compiled (and cached) once it has saved a checkpoint
+    victim = self._start("victim")
     while victim.poll() is None and time.monotonic() < deadline:
       steps = checkpoint_steps(self.workdir / "victim")
       if steps:
@@ -112,14 +122,14 @@ class ResumeCheck:
   def _finish(self, failures: list) -> None:
     self._watcher.join(timeout=900)
     victim = self.processes["victim"]
+    reference = self.processes["reference"]
+    reference.wait(timeout=900)  # first: the rerun then finds every program in the cache
     if victim.returncode != -signal.SIGKILL:
       failures.append(f"kill -9: the run ended with exit code {victim.returncode} before its first "
                       f"checkpoint could be killed: {self.output('victim')[1][-500:]}")
       return
     resumed = subprocess.run(self._command("victim"), cwd=ROOT, env=self.env, text=True,
                              capture_output=True, stdin=subprocess.DEVNULL, timeout=900)
-    reference = self.processes["reference"]
-    reference.wait(timeout=900)
     exits = (("reference", reference.returncode, self.output("reference")[1]),
              ("resumed", resumed.returncode, resumed.stderr))
     for name, code, stderr in exits:
