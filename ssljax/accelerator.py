@@ -65,7 +65,7 @@ def requested(env=None) -> str | None:
 def nvidia_gpu_visible() -> bool:
   """Whether ``nvidia-smi -L`` (on PATH) runs and lists a GPU: the driver sees one."""
   try:
-    out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30,
+    out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10,
                          stdin=subprocess.DEVNULL)
   except (OSError, subprocess.SubprocessError):
     return False

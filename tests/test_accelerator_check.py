@@ -3,8 +3,8 @@ the script is known to work before a GPU sees it; its size choice and section ru
 own failures.
 
 The end-to-end run is one subprocess doing what a GPU user runs, in its small size (batch 8, 2
-timed steps, ResNet-18 at width 16, CLI runs of 60 steps): mostly compilation, about a minute and
-a half on an idle 2-core machine.
+timed steps, ResNet-18 at width 16, CLI runs of 60 steps): mostly compilation, 3 minutes on the
+2-core development machine while another job kept it busy.
 """
 import math
 import os

@@ -4,8 +4,7 @@
 
 Prints the device and versions; the ResNet-18 (CIFAR stem, 32x32x3) InfoNCE step in bf16 (float32
 parameters) at batch 512 and 1024 with its model FLOP/s and MFU against the device's published
-dense bf16 peak (``throughput.PEAK_BF16_TFLOP_S``); the quickstart CNN's
-step; the loss and gradient norm of two steps on 1 and on N devices when N > 1; a short pretrain +
+dense bf16 peak (``throughput.PEAK_BF16_TFLOP_S``); the quickstart CNN's step; the loss and gradient norm of two steps on 1 and on N devices when N > 1; a short pretrain +
 linear probe (the smoke config on scikit-learn's digits, through the CLI); and a kill -9 of such a
 run, resumed by the same command, against an uninterrupted one: bit-identical parameters, with
 XLA's deterministic GPU ops (without them GPU reductions may sum in a different order on every
@@ -19,9 +18,10 @@ no GPU was at hand); ``small`` on the CPU (``SSLJAX_CHECK_SIZE`` overrides): bat
 steps, ResNet-18 at width 16 (the same 18 layers and code path at 1/16 of the FLOPs: on 2 cores a
 full-width step takes 2 s), still in bf16 so that the CPU runs the accelerators' code path (on a
 loaded 2-core machine its compile took 62 s in bf16 and 64 s in float32), the CNN at the smoke
-widths (8, 16), 2 host devices so that the 1-vs-N check runs, 60 steps in the CLI runs, which overlap the
-measurements (figures there are a smoke test, not a benchmark). Compilation is most of its time;
-the suite runs it (tests/test_accelerator_check.py).
+widths (8, 16), 2 host devices so that the 1-vs-N check runs, and 60 steps in the CLI runs, which
+overlap the measurements (figures there are a smoke test, not a benchmark). Compilation is most of
+its time: 3 minutes on the 2-core machine under another job's load. The suite runs it
+(tests/test_accelerator_check.py).
 """
 from __future__ import annotations
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The one-shot check of a GPU/TPU machine (about 5 minutes on one H100-class GPU; about a minute,
-# shrunk, on a CPU): device and versions, ResNet-18 InfoNCE throughput and MFU in bf16, the
-# quickstart CNN's, 1 vs N devices, a pretrain + probe smoke, kill -9 and resume. Nothing to edit:
+# The one-shot check of a GPU/TPU machine (a few minutes on one H100-class GPU, mostly
+# compilation; shrunk on a CPU: 3 minutes on 2 loaded cores): device and versions, ResNet-18
+# InfoNCE throughput and MFU in bf16, the quickstart CNN's, 1 vs N devices, a pretrain + probe
+# smoke, kill -9 and resume. Nothing to edit:
 #   ./experiments/benchmarks/accelerator_check.sh
-# Uses .venv when launch/setup.sh made one (SSLJAX_ACCELERATOR=cuda|tpu ./launch/test.sh does),
-# else $PYTHON. Last line: accelerator_check ok=<bool> resnet18_views_per_s=<float> mfu=<float>
+# Runs $PYTHON if set, else the .venv that launch/setup.sh makes (e.g. via ./launch/test.sh),
+# else python3. Last line: accelerator_check ok=<bool> resnet18_views_per_s=<float> mfu=<float>
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 PY="${PYTHON:-$ROOT/.venv/bin/python}"
