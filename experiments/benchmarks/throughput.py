@@ -33,7 +33,7 @@ def parse_args(argv=None):
                  help="channels of the small CNN's stages, e.g. 32,64,128,128 (default: the quickstart's)")
   p.add_argument("--devices", type=int, default=0, help="CPU host devices (0 = one per core)")
   p.add_argument("--steps", type=int, default=10)
-  p.add_argument("--dtype", default="float32")
+  p.add_argument("--dtype", default="auto", help="auto (bf16 on GPU/TPU, float32 on CPU) | float32 | bfloat16")
   p.add_argument("--profile", type=int, default=0, metavar="K",
                  help="trace a few steps with the JAX profiler and print the K costliest XLA ops")
   p.add_argument("--torch", action=argparse.BooleanOptionalAction, default=True,
