@@ -22,7 +22,7 @@ from ssljax.errors import UserError
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 NONFINITE_POLICIES = ("stop", "skip")
-DTYPES = ("float32", "bfloat16")
+DTYPES = ("auto", "float32", "bfloat16")  # auto: by backend (ssljax/accelerator.py)
 
 # Keys that may change between a run and its resumption: logging, evaluation and placement. Anything
 # else (encoder, objective, data, batch size, seed, optimizer, schedule length, views...) changes

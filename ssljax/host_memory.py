@@ -8,6 +8,11 @@ memory for the next step (``trim_threshold``) and back it with transparent huge 
 (``hugetlb=1``). glibc reads them only at process start, hence the re-exec of the command line,
 once, before anything heavy is imported. They change speed and resident memory, never results.
 
+CPU backend only: on a GPU or TPU the large buffers live in device memory, and the settings would
+only keep host memory that is never returned. The backend is not known yet when the re-exec must
+happen (before JAX is imported), so it is guessed by ``ssljax.accelerator.expected_backend``
+(``JAX_PLATFORMS``, ``SSLJAX_ACCELERATOR``, else an installed GPU/TPU plugin with its device present).
+
 Set ``SSLJAX_MALLOC_TUNING=0`` to opt out; a ``glibc.malloc`` setting of your own is left alone.
 """
 from __future__ import annotations
@@ -16,13 +21,18 @@ import os
 import platform
 import sys
 
+from ssljax.accelerator import expected_backend
+
 TUNABLES = ("glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=4294967295:"
             "glibc.malloc.trim_threshold=4294967295")
 
 
-def tuned_environment(env: dict[str, str]) -> dict[str, str] | None:
-  """``env`` with the malloc settings added, or None when there is nothing to change."""
+def tuned_environment(env: dict[str, str], backend: str | None = None) -> dict[str, str] | None:
+  """``env`` with the malloc settings added, or None when there is nothing to change (not glibc,
+  opted out, already set, or a ``backend`` other than the CPU; default: the one ``env`` implies)."""
   if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    return None
+  if (backend or expected_backend(env)) != "cpu":
     return None
   if env.get("SSLJAX_MALLOC_TUNING", "1") == "0" or "glibc.malloc" in env.get("GLIBC_TUNABLES", ""):
     return None

@@ -115,6 +115,8 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # Orbax/absl INFO lines drown the progress bar
   config = _CONFIG.value
   use_cpu_cores(config)
+  from ssljax.accelerator import warn_if_accelerator_unused
+  warn_if_accelerator_unused()  # a GPU node with the CPU build of jax would train on the CPU
   report = run(config, workdir)
   import jax
   if jax.process_index() != 0:

@@ -32,6 +32,7 @@ from typing import Iterator, Mapping
 
 import ml_collections
 
+from ssljax.accelerator import compute_dtype
 from ssljax.config_checks import resume_conflicts
 from ssljax.errors import UserError
 from ssljax.provenance import provenance
@@ -42,8 +43,11 @@ PROVENANCE = "provenance"  # config.json's key for the provenance record (not a 
 
 
 def resolved_config(config: ml_collections.ConfigDict) -> dict:
-  """The config as saved to config.json: only the chosen encoder's and objective's sections."""
+  """The config as saved to config.json: only the chosen encoder's and objective's sections, and
+  ``dtype`` as this backend resolves it (``auto`` becomes what the networks compute in)."""
   d = config.to_dict()
+  if "dtype" in d:
+    d["dtype"] = compute_dtype(d["dtype"])
   d["encoders"] = {config.encoder: d["encoders"].get(config.encoder, {})}
   d["objectives"] = {config.objective: d["objectives"].get(config.objective, {})}
   return d

@@ -6,6 +6,9 @@ passes again in each test and each CLI subprocess; JAX's on-disk cache (keyed by
 compile options and the jax version, so a code change is a miss, never a stale hit) compiles each
 once per machine. Measured: a smoke pretraining CLI took 238 s cold and 104 s warm on a busy 2-core
 machine. Set JAX_COMPILATION_CACHE_DIR to move it; it lives in the repo's .cache/ (ignored by git).
+
+The suite runs on the CPU on a GPU/TPU machine too (``JAX_PLATFORMS=cpu`` unless set): its figures
+and fake devices are the CPU's, and the CLI subprocesses it starts inherit the choice.
 """
 import importlib.util
 import os
@@ -16,6 +19,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(ROOT / ".cache" / "jax-compilation"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
 

@@ -1,5 +1,6 @@
 """The throughput benchmark runs end to end on a tiny CNN and counts a step's FLOPs the same on one
 device and on two (XLA's cost analysis of an SPMD program covers one device's share only)."""
+import math
 import os
 import pathlib
 import re
@@ -28,3 +29,17 @@ def test_throughput_reports_whole_step_flops_on_any_device_count():
   assert float(one["views_per_s"]) > 0 and 0 < float(two["mfu"]) < 1
   # Same model, same global batch: the same work per view, however many devices share it.
   assert abs(float(two["gflops_per_view"]) / float(one["gflops_per_view"]) - 1) < 0.15
+
+
+def test_published_peaks_by_device_kind():
+  sys.path.insert(0, str(SCRIPT.parent))
+  import throughput
+  peak = throughput.published_peak_tflop_s
+  assert peak("NVIDIA H100 80GB HBM3") == peak("NVIDIA H200") == 989  # H100 SXM's device_kind
+  assert peak("NVIDIA H100 PCIe") == 756 and peak("NVIDIA A100-SXM4-80GB") == 312
+  assert peak("NVIDIA L4") == 121
+  assert peak("TPU v4") == 275 and peak("TPU v5 lite") == 197 and peak("TPU v5") == 459
+  assert peak("TPU v5p") == 459 and peak("TPU v6 lite") == 918
+  # Unknown kinds get no peak rather than a neighbour's: an L40S is not an L4, an NVL not an SXM.
+  for kind in ("NVIDIA L40S", "NVIDIA H100 NVL", "cpu", "", None):
+    assert math.isnan(peak(kind)), kind

@@ -29,3 +29,22 @@ def test_reexec_keeps_the_command_line_and_sets_the_settings():
   out = subprocess.run([sys.executable, "-c", code, "a", "--b=1"], env=env, capture_output=True,
                        text=True, check=True).stdout
   assert out.strip() == f"{host_memory.TUNABLES} ['a', '--b=1']"
+
+
+@glibc_only
+def test_settings_apply_on_the_cpu_backend_only():
+  assert host_memory.tuned_environment({"JAX_PLATFORMS": "cpu"}) is not None
+  for env in ({"JAX_PLATFORMS": "cuda"}, {"JAX_PLATFORMS": "tpu,cpu"},
+              {"SSLJAX_ACCELERATOR": "cuda"}, {"SSLJAX_ACCELERATOR": "tpu"}):
+    assert host_memory.tuned_environment(env) is None, env
+  assert host_memory.tuned_environment({}, backend="gpu") is None
+
+
+@glibc_only
+def test_no_reexec_when_jax_will_run_on_a_gpu():
+  code = ("import os; from ssljax.host_memory import reexec_with_tuned_malloc; "
+          "reexec_with_tuned_malloc(); print(os.environ.get('GLIBC_TUNABLES'))")
+  env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "SSLJAX_MALLOC_TUNING")}
+  out = subprocess.run([sys.executable, "-c", code], env={**env, "JAX_PLATFORMS": "cuda"},
+                       capture_output=True, text=True, check=True).stdout
+  assert out.strip() == "None"

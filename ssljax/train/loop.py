@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 from tqdm.auto import tqdm
 
+from ssljax.accelerator import compute_dtype
 from ssljax.config_checks import check_config, check_image_fits
 from ssljax.data.batches import BatchStream
 from ssljax.data.sources import Dataset, load_dataset
@@ -51,7 +52,7 @@ def build_experiment(config: ml_collections.ConfigDict, dataset: Dataset | None 
   dataset = dataset or load_dataset(config.dataset)
   mesh = parallel.make_mesh(config.devices)
   parallel.check_batch_divisible(config.batch_size, mesh)
-  dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[config.dtype]
+  dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[compute_dtype(config.dtype)]
   encoder_args = dict(config.encoders.get(config.encoder, {}))
   encoder = build_encoder(config.encoder, {**encoder_args, "dtype": dtype})
   check_image_fits(config.encoder, encoder, dataset.image_shape,
