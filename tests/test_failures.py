@@ -282,6 +282,7 @@ def test_secrets_stay_out_of_the_run_directory(smoke_config, tmp_path, monkeypat
   smoke_config.dataset = "digits"  # the smallest real dataset: evaluation takes seconds
   smoke_config.steps = 4
   smoke_config.probe.seeds, smoke_config.probe.raw_pixel_baseline = 1, False
+  smoke_config.probe.random_init, smoke_config.probe.extra_features = False, ()
   pretrain_cli.run(smoke_config, tmp_path)
   out, err = capfd.readouterr()
   assert secret not in out + err

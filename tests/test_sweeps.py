@@ -92,7 +92,9 @@ def test_local_grid_runner_writes_runs_and_the_comparison(tmp_path):
   result = subprocess.run(
       ["bash", "launch/sweep.sh", str(tiny), f"--root={tmp_path / 'sweeps'}", "--",
        "--config.steps=2", "--config.probe.seeds=1", "--config.probe.raw_pixel_baseline=False",
-       "--config.probe.train_subset=512", "--config.cpu_devices=2", "--config.log_every=1"],
+       "--config.probe.train_subset=512", "--config.cpu_devices=2", "--config.log_every=1",
+       # What this test checks is the runner and the comparison, not the control's figures.
+       "--config.probe.random_init=False", "--config.probe.extra_features=()"],
       cwd=ROOT, env=_without_wandb(tmp_path), text=True, capture_output=True, timeout=900)
   assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
   assert "W&B unavailable" in result.stdout
