@@ -10,13 +10,8 @@ budget, probes), so the pair compares the formulas. The objective's arguments ar
 (ssljax/objectives/redundancy_reduction.py), chosen for small data; their validation figures are
 to be filled in by the measurement runs.
 """
-from ssljax.base_config import parse_arg, sibling_experiment
+from ssljax.base_config import quickstart_with_objective
 
 
 def get_config(arg=None):
-  c = sibling_experiment(__file__, "fmnist_infonce", arg)
-  c.objective = "vicreg"
-  c.wandb.name = "fmnist_vicreg"
-  if "smoke" in parse_arg(arg):
-    c.objectives.vicreg.projector_dims = (64, 64, 64)  # seconds, not minutes: the smoke run's point
-  return c
+  return quickstart_with_objective(__file__, "vicreg", arg)

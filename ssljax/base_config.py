@@ -148,6 +148,19 @@ def sibling_experiment(this_file: str, name: str, arg: str | None = None) -> ml_
   return load_experiment(pathlib.Path(this_file).resolve().parent / f"{name}.py", arg)
 
 
+def quickstart_with_objective(this_file: str, objective: str, arg: str | None = None,
+                              smoke_projector_dims=(64, 64, 64)) -> ml_collections.ConfigDict:
+  """The quickstart (``fmnist_infonce.py`` next to ``this_file``) with only its objective changed,
+  so the pair compares formulas on one encoder, views, budget and probe; the smoke run shrinks the
+  objective's projector (seconds, not minutes: the smoke run's point)."""
+  c = sibling_experiment(this_file, "fmnist_infonce", arg)
+  c.objective = objective
+  c.wandb.name = f"fmnist_{objective}"
+  if "smoke" in parse_arg(arg):
+    c.objectives[objective].projector_dims = tuple(smoke_projector_dims)
+  return c
+
+
 def parse_arg(arg: str | None) -> set[str]:
   """``get_config`` args are comma-separated words, e.g. ``smoke`` or ``smoke,flip``."""
   return {word.strip() for word in (arg or "").split(",") if word.strip()}
