@@ -69,13 +69,14 @@ def test_a_failing_section_is_reported_and_the_rest_go_on(capsys):
 
 def test_resume_runs_get_deterministic_gpu_ops_and_share_the_gpu(monkeypatch):
   monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
+  # The suite's own cache (tests/conftest.py) is not the check's: without one, none is set.
+  monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
   env = resume_check.run_environment()
   assert env["XLA_FLAGS"] == "--xla_dump_to=/tmp/x --xla_gpu_deterministic_ops=true"
   assert env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
   assert "JAX_COMPILATION_CACHE_DIR" not in env
   monkeypatch.setenv("XLA_FLAGS", "--xla_gpu_deterministic_ops=false")  # the user's own choice
   assert resume_check.run_environment()["XLA_FLAGS"] == "--xla_gpu_deterministic_ops=false"
-  monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
   shared = resume_check.run_environment(ROOT / "cache")  # the three runs compile once
   assert shared["JAX_COMPILATION_CACHE_DIR"] == str(ROOT / "cache")
   assert shared["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] == "0"
