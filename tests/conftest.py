@@ -39,20 +39,11 @@ def load_config(name: str, arg: str | None = None):
 
 def run_steps(config, dataset=None, steps=2, initial=None):
   """Runs ``steps`` generic train steps of ``config``; returns (per-step metrics, final state), both
-  on the host. The device-count equivalence tests compare these across ``config.devices``.
-  ``initial``: a host state to start from instead of initialising (one init compile per test
-  instead of one per device count; the state does not depend on the mesh)."""
+  on the host (``loop.run_steps``). The device-count equivalence tests compare these across
+  ``config.devices``. ``initial``: a host state to start from instead of initialising (one init
+  compile per test instead of one per device count; the state does not depend on the mesh)."""
   from ssljax.train import loop
-  from ssljax.train.parallel import replicated
-  exp = loop.build_experiment(config, dataset)
-  state = (loop.initial_state(exp) if initial is None
-           else jax.device_put(initial, replicated(exp.mesh)))
-  step = loop.compiled_train_step(exp)
-  history = []
-  for s in range(steps):
-    state, metrics = step(state, exp.stream.batch(s))
-    history.append(jax.device_get(metrics))
-  return history, jax.device_get(state)
+  return loop.run_steps(loop.build_experiment(config, dataset), steps, initial)
 
 
 def initial_host_state(config, dataset=None):

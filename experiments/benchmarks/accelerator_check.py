@@ -133,7 +133,6 @@ def check_device_equivalence(failures: list) -> None:
   from ssljax.base_config import load_experiment
   from ssljax.data.sources import Dataset
   from ssljax.train import loop
-  from ssljax.train.parallel import replicated
   n = jax.device_count()
   if n == 1:
     print("device_equivalence skipped (1 device)")
@@ -152,15 +151,9 @@ def check_device_equivalence(failures: list) -> None:
     # "highest": GPUs compute float32 convolutions in TF32 by default, whose rounding would differ
     # with the partitioning by more than the order of sums does.
     with jax.default_matmul_precision("highest"):
-      state = (loop.initial_state(exp) if initial is None
-               else jax.device_put(initial, replicated(exp.mesh)))
-      initial = jax.device_get(state) if initial is None else initial
-      step = loop.compiled_train_step(exp)
-      history = []
-      for s in range(2):
-        state, metrics = step(state, exp.stream.batch(s))
-        history.append(jax.device_get(metrics))
-    histories[devices] = history
+      if initial is None:
+        initial = jax.device_get(loop.initial_state(exp))
+      histories[devices], _ = loop.run_steps(exp, 2, initial)
   worst = max(abs(float(b[k]) / float(a[k]) - 1) for a, b in zip(histories[1], histories[n])
               for k in ("main/loss", "main/grad_norm"))
   print(f"device_equivalence 1_vs_{n}: max_relative_difference={worst:.2e} (loss, grad_norm; "

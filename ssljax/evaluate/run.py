@@ -1,6 +1,7 @@
 """Every figure the report holds, computed from a trained state: linear probe (and the raw-pixel
 baseline under the same protocol), kNN, online probe, alignment/uniformity (encoder and projector),
-RankMe, LiDAR and the collapse watch, the invariance probe and, when ``config.transfer.dataset`` is set, freeze-vs-fine-tune transfer.
+RankMe, LiDAR and the collapse watch, the invariance probe and, when ``config.transfer.dataset`` is
+set, freeze-vs-fine-tune transfer.
 
 ``evaluate_and_report`` is the one path from a state to a written run directory, shared by
 ``python -m ssljax.pretrain`` (after training) and ``python -m ssljax.evaluate`` (from the

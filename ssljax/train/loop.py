@@ -90,6 +90,21 @@ def compiled_train_step(exp: Experiment, players=None):
                         parallel.replicated(exp.mesh))
 
 
+def run_steps(exp: Experiment, steps: int, initial=None) -> tuple[list[dict], TrainState]:
+  """``steps`` generic train steps of ``exp`` with no workdir, checkpoints or logging; returns (the
+  per-step metrics, the final state), both on the host. ``initial``: a host state to start from
+  instead of initialising (a state does not depend on the mesh, so one initialisation serves every
+  device count). Device-count equivalence is checked with it, in the tests and on accelerators."""
+  state = (initial_state(exp) if initial is None
+           else jax.device_put(initial, parallel.replicated(exp.mesh)))
+  step = compiled_train_step(exp)
+  history = []
+  for s in range(steps):
+    state, metrics = step(state, exp.stream.batch(s))
+    history.append(jax.device_get(metrics))
+  return history, jax.device_get(state)
+
+
 def pretrain(exp: Experiment, workdir: pathlib.Path, writer: MetricsWriter) -> tuple[TrainState, dict]:
   """Trains to ``exp.total_steps`` (resuming from the latest checkpoint) and returns the final state
   and the ``pretrain`` section of the report. A stop signal ends it with a checkpoint and
@@ -182,8 +197,8 @@ class MetricsWindow:
 
   def mean_and_reset(self) -> dict[str, float]:
     total, last = jax.device_get((self.sum, self.last))
-    mean = {k: float(v) if k in RUNNING_COUNTS else float(v) / self.steps for k, v in total.items()}
-    mean.update({k: float(last[k]) for k in RUNNING_COUNTS if k in last})
+    mean = {k: float(last[k]) if k in RUNNING_COUNTS else float(v) / self.steps
+            for k, v in total.items()}
     self.sum, self.last, self.steps = None, None, 0
     return mean
 
