@@ -154,3 +154,29 @@ def test_knn_with_a_small_temperature_does_not_overflow():
   assert expected.tolist() == [1]
   result = knn.knn_accuracy(train_x, train_y, query, np.array([1]), 2, k=3, temperature=0.01)
   assert result["top1"] == 1.0
+
+
+def test_features_are_held_once_the_probe_reads_them_in_place():
+  """A flattened map of 60k images is 3 GB: extract_features allocates it aligned, so the probe's
+  device array on the CPU is the same memory (aliased), not a second copy."""
+  import jax
+
+  from ssljax.evaluate.features import ALIGNMENT, aligned_empty
+  x = aligned_empty((1000, 37))
+  x[:] = np.random.default_rng(0).normal(size=x.shape)
+  assert x.ctypes.data % ALIGNMENT == 0 and x.dtype == np.float32 and x.shape == (1000, 37)
+  on_device = jax.device_put(x, may_alias=True)
+  assert on_device.unsafe_buffer_pointer() == x.ctypes.data  # aliased, no copy
+  np.testing.assert_array_equal(np.asarray(on_device), x)
+
+
+def test_linear_logits_of_selected_rows_equal_the_formula_on_those_rows():
+  from ssljax.evaluate.linear_probe import linear_logits
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=(50, 6)).astype(np.float32)
+  params = {"w": rng.normal(size=(6, 3)), "b": rng.normal(size=3)}
+  mean, scale = rng.normal(size=6), rng.uniform(0.5, 2, size=6)
+  rows = rng.permutation(50)[:17]
+  expected = ((x[rows] - mean) * scale) @ params["w"] + params["b"]  # standardise, then the head
+  np.testing.assert_allclose(linear_logits(params, x, mean, scale, rows, chunk=5), expected,
+                             rtol=1e-5, atol=1e-5)

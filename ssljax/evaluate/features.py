@@ -1,4 +1,8 @@
-"""Frozen-encoder features for a whole split, computed in fixed-size sharded batches (one compile)."""
+"""Frozen-encoder features for a whole split, computed in fixed-size sharded batches (one compile).
+
+The arrays are allocated 64-byte aligned (``aligned_empty``): XLA:CPU then reads them where they
+are (``jax.device_put(x, may_alias=True)`` aliases an aligned host array instead of copying it), so
+the linear probe holds a flattened map of 60k images (3 GB) once, not twice."""
 from __future__ import annotations
 
 import functools
@@ -20,6 +24,18 @@ def _forward(variables, batch, *, objective: Objective, which: tuple[str, ...]):
   # untrained encoder of a run share one compiled forward pass per shape.
   pooled, stages = objective.features(variables, views.to_float(batch))
   return {name: select_features(pooled, stages, name) for name in which}
+
+
+ALIGNMENT = 64  # bytes: what XLA:CPU needs to alias a host buffer
+
+
+def aligned_empty(shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
+  """``np.empty(shape, dtype)`` whose data starts on a ``ALIGNMENT``-byte boundary (numpy only
+  promises 16)."""
+  size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+  raw = np.empty(size + ALIGNMENT, np.uint8)
+  offset = -raw.ctypes.data % ALIGNMENT
+  return raw[offset:offset + size].view(dtype).reshape(shape)
 
 
 def extract_features(objective: Objective, variables: dict, images: np.ndarray,
@@ -44,7 +60,7 @@ def extract_features(objective: Objective, variables: dict, images: np.ndarray,
       if not value.is_fully_addressable:  # several processes: each gathers every row
         value = multihost_utils.process_allgather(value, tiled=True)
       if name not in outputs:
-        outputs[name] = np.empty((n, *value.shape[1:]), np.float32)
+        outputs[name] = aligned_empty((n, *value.shape[1:]))
       outputs[name][start:start + batch_size - pad] = np.asarray(value)[:batch_size - pad]
   return outputs
 

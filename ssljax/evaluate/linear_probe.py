@@ -95,11 +95,13 @@ def feature_moments(x: np.ndarray, rows: np.ndarray, chunk: int = 4096):
   return mean.astype(np.float32), (1.0 / (std + 1e-6)).astype(np.float32)
 
 
-def linear_logits(params, x: np.ndarray, mean, scale, chunk: int = 4096) -> np.ndarray:
-  """Logits of the probe on raw features: standardisation folded into the weights."""
+def linear_logits(params, x: np.ndarray, mean, scale, rows=None, chunk: int = 4096) -> np.ndarray:
+  """Logits of the probe on raw features ``x[rows]`` (default: every row), chunk by chunk so
+  ``x[rows]`` is never copied whole; the standardisation is folded into the weights."""
   w = np.asarray(params["w"]) * np.asarray(scale)[:, None]
   b = np.asarray(params["b"]) - np.asarray(mean) @ w
-  return np.concatenate([x[i:i + chunk] @ w + b for i in range(0, len(x), chunk)])
+  rows = np.arange(len(x)) if rows is None else rows
+  return np.concatenate([x[rows[i:i + chunk]] @ w + b for i in range(0, len(rows), chunk)])
 
 
 def topk_accuracy(logits: np.ndarray, y, k: int) -> float:
@@ -123,7 +125,8 @@ def linear_probe(train_x, train_y, test_x, test_y, num_classes, probe_config) ->
                           batch_size=int(cfg.batch_size))
   val_idx, fit_idx = validation_split(len(train_x), cfg.val_fraction)
   train_x = np.asarray(train_x, np.float32)
-  device_x, device_y = jnp.asarray(train_x), jnp.asarray(train_y)  # one copy, for every fit
+  # For every fit. On the CPU an aligned array (ssljax/evaluate/features.py) is aliased, not copied.
+  device_x, device_y = jax.device_put(train_x, may_alias=True), jnp.asarray(train_y)
   mean, scale = feature_moments(train_x, fit_idx)
   settings = list(itertools.product(cfg.lrs, cfg.weight_decays))
   fits = fit_linear_grid(device_x, device_y, jnp.asarray(fit_idx), mean, scale,
@@ -132,7 +135,7 @@ def linear_probe(train_x, train_y, test_x, test_y, num_classes, probe_config) ->
                          epochs=int(cfg.epochs), batch_size=int(cfg.batch_size))
   grid = []
   for g, (lr, wd) in enumerate(settings):
-    logits = linear_logits(jax.tree.map(lambda a: a[g], fits), train_x[val_idx], mean, scale)
+    logits = linear_logits(jax.tree.map(lambda a: a[g], fits), train_x, mean, scale, val_idx)
     grid.append({"lr": lr, "wd": wd, "val_top1": topk_accuracy(logits, train_y[val_idx], 1)})
   best = max(grid, key=lambda g: g["val_top1"])
   every_row = np.arange(len(train_x))
