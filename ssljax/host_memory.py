@@ -13,10 +13,16 @@ only keep host memory that is never returned. The backend is not known yet when 
 happen (before JAX is imported), so it is guessed by ``ssljax.accelerator.expected_backend``
 (``JAX_PLATFORMS``, ``SSLJAX_ACCELERATOR``, else an installed GPU/TPU plugin with its device present).
 
+The price is resident memory: what a step freed stays with the process. ``return_free_memory``
+hands it back (glibc's ``malloc_trim``) where a phase ends, e.g. between pretraining and the
+evaluation, whose features are the run's largest arrays.
+
 Set ``SSLJAX_MALLOC_TUNING=0`` to opt out; a ``glibc.malloc`` setting of your own is left alone.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import platform
 import sys
@@ -48,3 +54,12 @@ def reexec_with_tuned_malloc() -> None:
   sys.stdout.flush()
   sys.stderr.flush()
   os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+
+
+def return_free_memory() -> None:
+  """Returns the heap's free pages to the system (glibc ``malloc_trim(0)``; a no-op elsewhere).
+  Live data is untouched: only pages no allocation uses are released."""
+  if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    return
+  libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+  libc.malloc_trim(0)

@@ -48,3 +48,26 @@ def test_no_reexec_when_jax_will_run_on_a_gpu():
   out = subprocess.run([sys.executable, "-c", code], env={**env, "JAX_PLATFORMS": "cuda"},
                        capture_output=True, text=True, check=True).stdout
   assert out.strip() == "None"
+
+
+@glibc_only
+def test_memory_freed_under_the_settings_is_returned_where_a_phase_ends():
+  """Under the settings a freed block stays resident (that is their point during training);
+  return_free_memory gives it back, as the evaluation does after pretraining."""
+  code = """
+import numpy as np
+from ssljax.host_memory import return_free_memory
+rss = lambda: int(open('/proc/self/statm').read().split()[1]) * 4096 / 2 ** 20
+x = np.ones(400 * 2 ** 20 // 8)  # 400 MiB, written so every page is resident
+before_free = rss()
+del x
+after_free = rss()
+return_free_memory()
+print(before_free, after_free, rss())
+"""
+  env = {**os.environ, "GLIBC_TUNABLES": host_memory.TUNABLES}
+  out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       check=True).stdout
+  before_free, after_free, after_return = map(float, out.split())
+  assert after_free > before_free - 50  # kept by malloc under the settings
+  assert after_return < after_free - 300  # handed back

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from scipy import stats
+from tqdm.auto import tqdm
 
 from ssljax.objectives import losses
 
@@ -118,9 +119,13 @@ def validation_split(n: int, val_fraction: float) -> tuple[np.ndarray, np.ndarra
   return order[:n_val], order[n_val:]
 
 
-def linear_probe(train_x, train_y, test_x, test_y, num_classes, probe_config) -> dict:
+def linear_probe(train_x, train_y, test_x, test_y, num_classes, probe_config,
+                 desc: str = "linear probe") -> dict:
   """Runs the whole protocol; returns the ``linear_probe`` section of the report."""
   cfg = probe_config
+  # One step per compiled fit (the grid, then each seed's refit): minutes on a big representation.
+  bar = tqdm(total=1 + int(cfg.seeds), desc=f"{desc} ({train_x.shape[1]}-d): grid, refits",
+             leave=False, disable=jax.process_index() != 0)
   fit = functools.partial(fit_linear, num_classes=num_classes, epochs=int(cfg.epochs),
                           batch_size=int(cfg.batch_size))
   val_idx, fit_idx = validation_split(len(train_x), cfg.val_fraction)
@@ -133,6 +138,7 @@ def linear_probe(train_x, train_y, test_x, test_y, num_classes, probe_config) ->
                          jnp.asarray([lr for lr, _ in settings]),
                          jnp.asarray([wd for _, wd in settings]), 0, num_classes=num_classes,
                          epochs=int(cfg.epochs), batch_size=int(cfg.batch_size))
+  bar.update()
   grid = []
   for g, (lr, wd) in enumerate(settings):
     logits = linear_logits(jax.tree.map(lambda a: a[g], fits), train_x, mean, scale, val_idx)
@@ -147,6 +153,8 @@ def linear_probe(train_x, train_y, test_x, test_y, num_classes, probe_config) ->
     logits = linear_logits(params, test_x, mean, scale)
     top1.append(topk_accuracy(logits, test_y, 1))
     top5.append(topk_accuracy(logits, test_y, 5))
+    bar.update()
+  bar.close()
   del device_x
   mean1, ci1 = mean_ci95(top1)
   result = {"top1": mean1, "top1_ci95": ci1, "top1_per_seed": top1, "seeds": int(cfg.seeds),

@@ -23,6 +23,7 @@ from ssljax.evaluate.linear_probe import linear_probe
 from ssljax.evaluate.rank import rank_report
 from ssljax.evaluate.report import log_report, save_image_grid, write_report
 from ssljax.evaluate.transfer import run_transfer
+from ssljax.host_memory import return_free_memory
 from ssljax.objectives.base import init_keys
 from ssljax.objectives.online_probe import init_variables
 from ssljax.provenance import provenance
@@ -52,7 +53,8 @@ def probe_figures(exp, variables, train_images, train_labels, extra=()) -> tuple
     train_f, test_f = train_all.pop(name), test_all[name]
     if name in probed:
       probes[name] = {**linear_probe(train_f, train_labels, test_f, data.test_labels,
-                                     data.num_classes, config.probe), "features": name}
+                                     data.num_classes, config.probe, desc=f"probe {name}"),
+                      "features": name}
     if name == config.knn.features:
       knn = {**knn_report(train_f, train_labels, test_f, data.test_labels, data.num_classes,
                           config.knn.k, config.knn.temperature, config.probe.val_fraction),
@@ -60,6 +62,7 @@ def probe_figures(exp, variables, train_images, train_labels, extra=()) -> tuple
     del train_f, test_f
     if name not in extra:
       del test_all[name]
+    return_free_memory()  # before the next representation's arrays are allocated
   sections = {"linear_probe": probes[config.probe.features],
               "linear_probes": {name: {k: p[k] for k in SUMMARY_KEYS if k in p}
                                 for name, p in probes.items()},
@@ -95,6 +98,7 @@ def evaluate(exp, state) -> dict:
   """Returns the evaluation sections of ``report.json``; needs a labelled dataset for probes."""
   config, data, objective = exp.config, exp.dataset, exp.objective
   variables = variables_of(state)
+  return_free_memory()  # what pretraining's steps freed (ssljax/host_memory.py)
   results: dict = {}
   t0 = time.perf_counter()
   seconds: dict[str, float] = {}  # where the evaluation's wall time went, section by section
@@ -136,7 +140,7 @@ def evaluate(exp, state) -> dict:
   if config.probe.raw_pixel_baseline:
     flat = lambda a: a.reshape(len(a), -1).astype(np.float32) / 255.0
     raw = linear_probe(flat(train_images), train_labels, flat(data.test_images), data.test_labels,
-                       data.num_classes, config.probe)
+                       data.num_classes, config.probe, desc="probe raw pixels")
     results["raw_pixel_probe"] = {k: raw[k] for k in ("top1", "top1_ci95", "val_top1", "chosen")}
     lap("raw_pixel_probe")
 
