@@ -54,7 +54,8 @@ def test_summary_cli_prints_the_vit_tiny_reference_count(capsys):
 
 def test_automatic_patch_size_and_token_counts():
   assert [auto_patch_size(s, s) for s in (224, 96, 64, 32, 28, 8)] == [16, 8, 8, 4, 4, 4]
-  stages = lambda shape, **args: trace(build_encoder("vit_tiny", {**TINY_VIT, **args}), shape).stages
+  def stages(shape, **args):
+    return trace(build_encoder("vit_tiny", {**TINY_VIT, **args}), shape).stages
   assert stages((28, 28, 1))["block_01"] == (1 + 49, 32)
   assert stages((32, 32, 3))["block_01"] == (1 + 64, 32)
   assert stages((224, 224, 3))["block_01"] == (1 + 196, 32)
@@ -66,7 +67,8 @@ def test_stages_are_the_blocks_and_sort_in_network_order():
   assert list(t.stages) == sorted(t.stages) == [f"block_{i:02d}" for i in range(12)]
   assert t.features == (192,)
   deep = trace(build_encoder("vit_tiny", {**TINY_VIT, "depth": 101}), (8, 8, 1))
-  assert list(deep.stages)[:2] == ["block_000", "block_001"] and sorted(deep.stages) == list(deep.stages)
+  assert list(deep.stages)[:2] == ["block_000", "block_001"]
+  assert sorted(deep.stages) == list(deep.stages)
 
 
 @pytest.mark.parametrize("patch, crop", [(7, 14), (4, 16)])
