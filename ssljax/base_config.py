@@ -125,6 +125,9 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.wandb.mode = "disabled"
   if c.encoder in c.encoders and "widths" in c.encoders[c.encoder]:
     c.encoders[c.encoder].widths = (8, 16)
+  for section in c.encoders.values():  # every ViT, so --config.encoder=vit_* stays a smoke run
+    if "heads" in section:
+      section.update(dim=32, depth=2, heads=2)
   return c
 
 

@@ -186,6 +186,10 @@ def check_config(config) -> None:
   if name in OBJECTIVES:  # each objective checks its own arguments (unknown names too)
     _, problems = resolve_args(OBJECTIVES[name], (config.get("objectives") or {}).get(name) or {})
     p.items.extend(f"objectives.{name}.{problem}" for problem in problems)
+    encoder = config.get("encoder")
+    if encoder in ENCODERS:  # and whether it can train that encoder (MAE: ViTs only)
+      problem = OBJECTIVES[name].encoder_problem(encoder, ENCODERS[encoder])
+      p.items.extend([problem] if problem else [])
   p.raise_if_any()
 
 

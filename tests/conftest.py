@@ -29,6 +29,10 @@ jax.config.update("jax_num_cpu_devices", 8)
 import pytest  # noqa: E402
 
 
+# The smallest ViT the tests build (2 blocks of width 32): real steps compile in seconds.
+TINY_VIT = {"dim": 32, "depth": 2, "heads": 2}
+
+
 def load_config(name: str, arg: str | None = None):
   """``get_config(arg)`` of ``experiments/<name>.py``, as ``--config=experiments/<name>.py:arg``."""
   spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")

@@ -12,7 +12,8 @@ Plain SGD in the test config makes the parameters after a step a linear function
 so comparing parameters compares gradients (Adam's first step, g / |g|, would amplify the rounding
 of near-zero gradient entries). The GAN's generator keeps its own Adam (``objectives.gan``), hence
 its looser parameter tolerance. Configs start from ``experiments/fmnist_infonce.py:smoke`` with only
-``objective`` changed, so objectives added later are covered without touching this file.
+``objective`` changed (and the encoder, for an objective that cannot train the CNN: MAE gets the
+tiny ViT), so objectives added later are covered without touching this file.
 
 Compile time is the whole cost (XLA CPU takes seconds per train step, mostly convolution gradients
 and the views' random crops): one initialisation and one 1-device run per objective, reused by
@@ -31,8 +32,9 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import load_config, run_steps
+from conftest import TINY_VIT, load_config, run_steps
 from ssljax.data.sources import Dataset
+from ssljax.models import ENCODERS
 from ssljax.objectives import OBJECTIVES
 from ssljax.train import loop
 
@@ -62,6 +64,9 @@ def synthetic_dataset(n=64, size=16, channels=1, seed=0) -> Dataset:
 def tiny_config(objective: str, devices: int = 1):
   config = load_config("fmnist_infonce", "smoke")
   config.objective = objective
+  if OBJECTIVES[objective].encoder_problem(config.encoder, ENCODERS[config.encoder]):
+    config.encoder = "vit_tiny"  # MAE trains ViTs only: the tiny one, in 4x4 patches of 16x16
+    config.encoders.vit_tiny.update(TINY_VIT)
   config.devices = devices
   config.batch_size = BATCH
   config.steps = STEPS

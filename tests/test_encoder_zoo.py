@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import TINY_VIT
 from ssljax.errors import UserError
 from ssljax.models import ENCODERS, build_encoder
 from ssljax.models.__main__ import main as summary_main
@@ -47,6 +48,10 @@ PAPER_COUNTS = [
     # ResNet-50 + SE units (r=16, FCs with bias) = 25,557,032 + 2,530,992: the paper's "28.09M".
     ("se_resnet50", (224, 224, 3), 1000, IMAGENET, 28_088_024),
     ("googlenet", (224, 224, 3), 1000, {}, 6_998_552),
+    # timm's / big_vision's ViT-Ti/S/B/16 (patch 16 is the automatic choice at 224 px).
+    ("vit_tiny", (224, 224, 3), 1000, {}, 5_717_416),
+    ("vit_small", (224, 224, 3), 1000, {}, 22_050_664),
+    ("vit_base", (224, 224, 3), 1000, {}, 86_567_656),
 ]
 
 # The smallest sensible configuration of every registered encoder: real forward passes and steps.
@@ -67,6 +72,9 @@ SMALL = {
     "resnet101": {"width": 8},
     "resnet152": {"width": 8},
     "se_resnet50": {"width": 8},
+    "vit_tiny": TINY_VIT,
+    "vit_small": TINY_VIT,
+    "vit_base": TINY_VIT,
 }
 SMALL_SHAPES = [(28, 28, 1), (32, 32, 3)]
 

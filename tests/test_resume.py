@@ -78,9 +78,10 @@ def _stop(process):
 # LeJEPA too: its SIGReg directions are drawn from each step's key, so a resumed run must draw
 # the same ones as the uninterrupted run (the untrained-encoder control is InfoNCE's business).
 # Its three processes took 178 s on the 2-core development machine, so it runs with SSLJAX_SLOW=1.
+# MAE too: its masks are drawn from each step's key (digits' 8x8 images are 4 patches of 4x4).
 KILL9_RUNS = {"infonce": LONG,
-              "lejepa": [LONG[0].replace("fmnist_infonce", "fmnist_lejepa"), *LONG[1:],
-                         "--config.probe.random_init=False"]}
+              **{name: [LONG[0].replace("fmnist_infonce", f"fmnist_{name}"), *LONG[1:],
+                        "--config.probe.random_init=False"] for name in ("lejepa", "mae")}}
 _slow = pytest.mark.skipif(not os.environ.get("SSLJAX_SLOW"),
                            reason="slow (three CLI processes, 3 minutes); run with SSLJAX_SLOW=1")
 

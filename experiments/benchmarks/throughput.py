@@ -2,6 +2,7 @@
 
     python experiments/benchmarks/throughput.py --encoder cnn --objective infonce --batch 128
     python experiments/benchmarks/throughput.py --encoder resnet18 --batch 128 --input-shape 32,32,3
+    python experiments/benchmarks/throughput.py --encoder vit_tiny --objective mae --no-torch
 
 Prints: compile time; the median time of the compiled step (B dataset images per step; InfoNCE
 turns them into 2B views); model FLOPs per view from XLA's cost analysis; achieved FLOP/s; the

@@ -11,5 +11,6 @@ from ssljax.models import vgg as _vgg  # noqa: F401,E402
 from ssljax.models import googlenet as _googlenet  # noqa: F401,E402
 from ssljax.models import mobilenet as _mobilenet  # noqa: F401,E402
 from ssljax.models import mlp as _mlp  # noqa: F401,E402
+from ssljax.models import vit as _vit  # noqa: F401,E402
 
 __all__ = ["ENCODERS", "build_encoder", "register_encoder"]

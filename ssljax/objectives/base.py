@@ -157,6 +157,12 @@ class Objective:
     return []
 
   @classmethod
+  def encoder_problem(cls, encoder_name: str, encoder_cls: type) -> str | None:
+    """Why this objective cannot train the registered encoder ``encoder_name``, or None (MAE
+    needs a ViT); checked with every other config problem, before data loads."""
+    return None
+
+  @classmethod
   def nonfinite_hints(cls, args: Mapping[str, Any]) -> list[str]:
     """What to try, besides the optimizer's settings, when this objective's loss goes NaN/Inf."""
     return []

@@ -207,3 +207,27 @@ def normalized_std(z: jax.Array) -> jax.Array:
   batch of the L2-normalised embeddings, averaged over dimensions. About 1/sqrt(D) when the
   embeddings spread over the sphere, 0 when they have collapsed to one point."""
   return jnp.mean(jnp.std(l2_normalize(z.astype(jnp.float32)), axis=0))
+
+
+# --- masked image modelling (MAE) ---------------------------------------------------------------
+def normalize_patches(patches: jax.Array, eps: float = 1e-6) -> jax.Array:
+  """MAE's per-patch normalised pixel targets (``norm_pix_loss``): each patch (the last axis) minus
+  its mean, divided by sqrt(var + eps), with the unbiased variance over the patch's values (as the
+  authors' code computes it)."""
+  patches = patches.astype(jnp.float32)
+  mean = jnp.mean(patches, axis=-1, keepdims=True)
+  var = jnp.var(patches, axis=-1, keepdims=True, ddof=1)
+  return (patches - mean) / jnp.sqrt(var + eps)
+
+
+def mae(predictions: jax.Array, patches: jax.Array, mask: jax.Array,
+        norm_pix_loss: bool = False) -> jax.Array:
+  """The masked autoencoder's loss (He et al. 2022): predictions and target patches (B, N, P)
+  (P = pixels per patch), mask (B, N) 1 where a patch was hidden from the encoder. The mean over
+  the masked patches of each patch's mean squared error, ``sum_i m_i mean_p (pred - target)^2 /
+  sum_i m_i``; predictions on visible patches carry no weight (not even a NaN's). Targets are the
+  pixels, or with ``norm_pix_loss`` their per-patch normalisation (:func:`normalize_patches`)."""
+  target = normalize_patches(patches) if norm_pix_loss else patches.astype(jnp.float32)
+  per_patch = jnp.mean((predictions.astype(jnp.float32) - target) ** 2, axis=-1)
+  masked = mask.astype(bool)
+  return jnp.sum(jnp.where(masked, per_patch, 0.0)) / jnp.maximum(jnp.sum(masked), 1)
