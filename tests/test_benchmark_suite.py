@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import types
 
@@ -24,7 +25,7 @@ from conftest import ROOT
 from ssljax.benchmark import aggregate, directions, run_suite, runner
 from ssljax.benchmark.results_page import page_markdown, write_results
 from ssljax.benchmark.suite import check_commands, load_suite, parse_check, parse_seeds, plan
-from ssljax.benchmark.suite import select_rows
+from ssljax.benchmark.suite import Row, RunSpec, select_rows
 from ssljax.errors import UserError
 
 # Row b runs long enough (240 steps, a checkpoint every 20) to be killed half-way.
@@ -138,6 +139,34 @@ def test_a_run_killed_mid_way_resumes_from_its_checkpoint(tiny):
   assert report["steps"] == 240 and report["resumed_from_step"] == max(tiny.killed["steps"])
   log = (tiny.root / "tiny" / "logs" / "b-seed0.log").read_text()
   assert "Resuming from the checkpoint at step" in log and log.count("$ ") == 2
+
+
+# A child that counts the SIGTERMs it receives; the runner must forward exactly one.
+COUNTING_CHILD = """
+import signal, sys, time
+got = []
+signal.signal(signal.SIGTERM, lambda s, f: got.append(s))
+print("child", "up", flush=True)  # not the command text the log starts with
+while not got:
+  time.sleep(0.01)
+time.sleep(0.3)
+print("signals", len(got), flush=True)
+"""
+
+
+def test_a_stop_signal_to_the_runner_reaches_its_run_once(tmp_path):
+  row = Row("x", "unused", "contrastive", "", 1.0, {})
+  run = RunSpec(row, 0, 1.0, tmp_path / "run", tmp_path / "x.log",
+                (sys.executable, "-c", COUNTING_CHILD))
+
+  def stop_when_ready():
+    _wait(lambda: run.log.exists() and "child up" in run.log.read_text(), 60, "the child")
+    os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler would: to the runner only
+
+  threading.Thread(target=stop_when_ready, daemon=True).start()
+  assert runner.launch(run) == (0, "SIGTERM")
+  assert "signals 1" in run.log.read_text()
+  assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the runner's own handler is back
 
 
 def test_the_table_json_page_plots_and_readme(tiny):

@@ -19,7 +19,7 @@ import math
 import pathlib
 
 from ssljax.benchmark.runner import read_report
-from ssljax.benchmark.suite import RunSpec, Suite, flatten, plan
+from ssljax.benchmark.suite import RunSpec, Suite, flatten, plan, suite_dir
 from ssljax.evaluate.figures import value_at
 from ssljax.evaluate.linear_probe import mean_ci95
 from ssljax.rundir import PROVENANCE, read_config
@@ -62,17 +62,30 @@ def statistics(values) -> dict | None:
   return {"mean": mean, "ci95": None if math.isnan(ci) else ci, "n": len(values), "values": values}
 
 
-def run_record(run: RunSpec, report: dict) -> dict:
-  """One finished run: its figures, its controls, its resolved config and the commit it ran at."""
+def shown_path(path, base=None) -> str:
+  """``path`` relative to ``base`` (default: the current directory, the repository root when the
+  runner starts there); a path outside it shows its name only: the committed JSON holds no
+  machine's paths."""
+  path, base = pathlib.Path(path).absolute(), pathlib.Path(base or ".").absolute()
+  return str(path.relative_to(base)) if path.is_relative_to(base) else path.name
+
+
+def _finite(value):
+  return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def run_record(run: RunSpec, report: dict, suite_root) -> dict:
+  """One finished run: its figures, its controls, its resolved config and the commit it ran at;
+  ``dir`` is relative to the suite's run directory (``<root>/<suite>``)."""
   config = read_config(run.workdir, missing_ok=True)
   provenance = config.pop(PROVENANCE, {}) or {}
   pre = report.get("pretrain") or {}
   raw = report.get("raw_pixel_probe") or {}
   return {
-      "seed": run.seed, "epochs": run.epochs, "dir": str(run.workdir),
+      "seed": run.seed, "epochs": run.epochs, "dir": shown_path(run.workdir, suite_root),
       "figures": {c.name: value_at(report, c.key) for c in COLUMNS},
       "random_init": {c.name: value_at(report, c.control) for c in COLUMNS if c.control},
-      "raw_pixels": {"top1": raw.get("top1"), "ci95": raw.get("top1_ci95")},
+      "raw_pixels": {"top1": raw.get("top1"), "ci95": _finite(raw.get("top1_ci95"))},
       "pretrain_wall_s": pre.get("wall_s"), "eval_wall_s": report.get("eval_wall_s"),
       "params_fingerprint": pre.get("params_fingerprint"),
       "commit": provenance.get("git_commit"), "dirty": provenance.get("git_dirty"),
@@ -80,12 +93,12 @@ def run_record(run: RunSpec, report: dict) -> dict:
   }
 
 
-def finished_records(runs: list[RunSpec]) -> list[tuple[RunSpec, dict]]:
+def finished_records(runs: list[RunSpec], suite_root) -> list[tuple[RunSpec, dict]]:
   out = []
   for run in runs:
     report = read_report(run)
     if report is not None:
-      out.append((run, run_record(run, report)))
+      out.append((run, run_record(run, report, suite_root)))
   return out
 
 
@@ -135,8 +148,8 @@ def curve_data(suite: Suite, root) -> dict | None:
       report = read_report(run)
       if report is not None and value_at(report, "linear_probes.pooled.top1") is not None:
         points.append({"epochs": e, "top1": value_at(report, "linear_probes.pooled.top1"),
-                       "ci95": value_at(report, "linear_probes.pooled.top1_ci95"),
-                       "dir": str(run.workdir)})
+                       "ci95": _finite(value_at(report, "linear_probes.pooled.top1_ci95")),
+                       "dir": shown_path(run.workdir, suite_dir(root, suite))})
         untrained.append(value_at(report, "random_init.linear_probes.pooled.top1"))
     if any(p["epochs"] != float(suite.config.epochs) for p in points):
       rows[row.name] = points
@@ -160,7 +173,7 @@ def build_document(suite: Suite, root) -> dict:
   """The whole results document of ``suite`` from the run directories under ``root``."""
   from ssljax.benchmark.directions import check_directions
   runs = plan(suite, root)
-  finished = finished_records(runs)
+  finished = finished_records(runs, suite_dir(root, suite))
   rows = []
   for row in suite.rows:
     records = [record for run, record in finished if run.row.name == row.name]
@@ -168,7 +181,8 @@ def build_document(suite: Suite, root) -> dict:
   all_records = [record for _, record in finished]
   c = suite.config
   document = {
-      "suite": suite.name, "title": c.get("title") or suite.name, "suite_file": str(suite.path),
+      "suite": suite.name, "title": c.get("title") or suite.name,
+      "suite_file": shown_path(suite.path),
       "protocol": {"dataset": c.dataset, "encoder": c.encoder,
                    "encoder_args": dict(c.get("encoder_args") or {}), "epochs": float(c.epochs),
                    "steps": int(c.get("steps", 0) or 0), "seeds": list(suite.seeds),

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import pathlib
 
+import matplotlib.patches
+
 from ssljax.benchmark.aggregate import HEADLINE
 from ssljax.benchmark.suite import FAMILIES
 from ssljax.evaluate.plots import colors, new_figure, save_figure
@@ -44,13 +46,15 @@ def plot_probe_bars(document: dict, path: pathlib.Path) -> bool:
   if raw:
     ax.axvline(raw["top1"], color="gray", ls=":", lw=1, label=f"raw pixels {raw['top1']:.3f}")
     levels.append(raw["top1"])
-  for family in dict.fromkeys(r["family"] for r in rows):
-    ax.barh([], [], color=palette[family], label=family.replace("_", " "))
+  handles, _ = ax.get_legend_handles_labels()
+  handles += [matplotlib.patches.Patch(color=palette[family], label=family.replace("_", " "))
+              for family in dict.fromkeys(r["family"] for r in rows)]
   ax.set_yticks(ys, [r["name"] for r in rows], fontsize=8)
   ax.set_xlim(max(0.0, min(levels) - 0.03), min(1.0, max(levels) + 0.03))
   ax.set_xlabel("linear probe test top-1, pooled features (95% CI over pretraining seeds)")
   ax.set_title(document["title"], fontsize=10)
-  ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+  ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+            borderaxespad=0)
   ax.grid(alpha=0.3, axis="x")
   save_figure(fig, path)
   return True
@@ -69,6 +73,7 @@ def plot_curve(curve: dict | None, path: pathlib.Path) -> bool:
     ax.axhline(curve["random_init"], color="black", ls="--", lw=1,
                label=f"untrained encoder {curve['random_init']:.3f}")
   ax.set_xscale("log")
+  ax.minorticks_off()  # the log axis's minor labels ("2x10^0") would sit between the budgets
   ax.set_xticks(curve["epochs"], [f"{e:g}" for e in curve["epochs"]])
   ax.set_xlabel("pretraining epochs (log scale)")
   ax.set_ylabel("linear probe test top-1, pooled")

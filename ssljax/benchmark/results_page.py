@@ -14,7 +14,7 @@ import os
 import pathlib
 import re
 
-from ssljax.benchmark.aggregate import COLUMNS, HEADLINE, build_document, results_paths
+from ssljax.benchmark.aggregate import COLUMNS, build_document, results_paths
 from ssljax.benchmark.directions import describe_side
 from ssljax.benchmark.plots import plot_curve, plot_probe_bars
 from ssljax.benchmark.suite import Suite
@@ -31,6 +31,7 @@ def cell(stats: dict | None, column) -> str:
 
 def protocol_paragraph(document: dict) -> str:
   p = document["protocol"]
+  supervised = [r["name"] for r in document["rows"] if r["family"] == "supervised"]
   encoder = p["encoder"] + "".join(f", {k}={'-'.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
                                    for k, v in p["encoder_args"].items())
   budget = (f"{p['steps']} steps" if p["steps"] else
@@ -44,8 +45,9 @@ def protocol_paragraph(document: dict) -> str:
           f"config's views and optimizer; shared by every row: {shared}. Figures are the "
           f"{p['ci']}; n is the number of pretraining seeds finished. Controls in the same table: "
           "the untrained encoder (each run's `random_init`: the same probes on that run's own "
-          "initialisation), raw pixels (the same linear probe on pixels) and supervised "
-          "cross-entropy (a row). kNN, RankMe, LiDAR, align/uniform (lower is better for both) "
+          "initialisation) and raw pixels (the same linear probe on pixels)"
+          + (", besides the supervised row(s) " + ", ".join(f"`{n}`" for n in supervised)
+             if supervised else "") + ". kNN, RankMe, LiDAR, align/uniform (lower is better for both) "
           "and the invariance scores ((cos pair − cos random) / (1 − cos random)) are on the "
           "encoder's pooled output.")
 
@@ -74,8 +76,9 @@ def curve_lines(curve: dict | None, image: str | None) -> list[str]:
     return []
   lines = ["## Learning curve", "",
            f"Linear probe top-1 on pooled features against the pretraining budget, seed "
-           f"{curve['seed']}, InfoNCE and the best row of each family; every point is a run of its "
-           "own at that budget (its schedule annealed over it), ± the CI over the probe's seeds. "
+           f"{curve['seed']} (InfoNCE and the best row of each family, unless the suite names the "
+           "rows); every point is a run of its own at that budget (its schedule annealed over "
+           "it); the plot's bars are the CI over the probe's seeds. "
            + (f"The untrained encoder: {curve['random_init']:.4f}." if curve["random_init"] else ""),
            "", "| row | " + " | ".join(f"{e:g} ep" for e in curve["epochs"]) + " |",
            "|---|" + "---|" * len(curve["epochs"])]
@@ -112,7 +115,7 @@ def page_body(document: dict, link_prefix: str = "") -> list[str]:
            "", *table_lines(document), "",
            "Rows: " + "; ".join(f"`{r['name']}` {r['what']}" for r in rows if r["what"]) + ".", ""]
   if bars:
-    lines += [f"![{HEADLINE} by row]({bars})", ""]
+    lines += [f"![linear probe, pooled, by row]({bars})", ""]
   lines += curve_lines(document["curve"], plots.get(f"{document['suite']}_curve"))
   lines += directions_lines(document["directions"])
   commits = ", ".join(c[:10] for c in document["commits"]) or "unknown"

@@ -192,6 +192,9 @@ def run_plan(runs: list[RunSpec], after_each: Callable[[RunSpec], None] | None =
         tqdm.write(f"[{i}/{len(pending)}] {run.label}: FAILED (exit code {code}) after "
                    f"{duration(wall)}; the end of {run.log}:\n{tail(run.log)}")
       bar.update(1)
+  except KeyboardInterrupt:  # Ctrl-C between runs (during one, it goes to the child): nothing lost
+    outcome.stopped_by = "SIGINT"
+    tqdm.write("stopped by SIGINT between runs; rerun the same command to continue")
   finally:
     bar.close()
   return outcome
