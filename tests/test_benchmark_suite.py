@@ -305,6 +305,11 @@ def test_what_a_user_gets_wrong_is_one_clear_line(tiny, tmp_path):
   typo.write_text(TINY.replace("seeds=2))", "seedz=2))"))
   cases.append((lambda: check_commands(plan(load_suite(typo), tmp_path)),
                 "row 'a' .seed 0.: .*does not parse"))
+  changed = tmp_path / "tiny.py"  # the same suite name and runs, one probe setting changed
+  changed.write_text(TINY.replace("seeds=2))", "seeds=3))"))
+  cases.append((lambda: run_suite.run_table(load_suite(changed), select_rows(load_suite(changed)),
+                                            (0, 1), tiny.root, tmp_path / "results"),
+                "4 finished run.s. were made with another config.*probe.seeds: 2 -> 3"))
   for call, message in cases:
     with pytest.raises(UserError, match=message) as error:
       call()

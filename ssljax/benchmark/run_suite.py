@@ -10,7 +10,8 @@ import shlex
 from ssljax.benchmark import runner
 from ssljax.benchmark.aggregate import best_by_family, build_document
 from ssljax.benchmark.results_page import write_results
-from ssljax.benchmark.suite import Row, RunSpec, Suite, check_commands, plan, suite_dir
+from ssljax.benchmark.suite import (Row, RunSpec, Suite, check_commands, check_up_to_date, plan,
+                                    suite_dir)
 from ssljax.evaluate.figures import value_at
 
 # The learning curve always has InfoNCE (the quickstart), besides the best row of each family.
@@ -43,6 +44,7 @@ def announce(suite: Suite, runs: list[RunSpec], what: str, root) -> list[RunSpec
 
 def execute(suite: Suite, runs: list[RunSpec], what: str, root, results, readme,
             dry_run: bool) -> runner.Outcome:
+  check_up_to_date(runs)  # a changed suite file must not mix old runs into the new table
   pending = announce(suite, runs, what, root)
   check_commands(pending)  # every command parses before the first one starts
   if dry_run:
@@ -103,6 +105,7 @@ def check(suite: Suite, row: Row, seed: int, root) -> bool:
   """Reruns (row, seed) into ``<suite>/check/`` and prints whether it reproduces the stored run."""
   stored = plan(suite, root, [row], [seed])[0]
   scratch = plan(suite, root, [row], [seed], scratch="check")[0]
+  check_up_to_date([stored])
   check_commands([scratch])
   reference = runner.read_report(stored)
   seconds = runner.measured_seconds(reference, stored.epochs) if reference else None

@@ -223,6 +223,45 @@ def plan(suite: Suite, root, rows=None, seeds=None, epochs: float | None = None,
   return out
 
 
+# A finished run's figures depend on its evaluation settings too (unlike a resumed run's
+# checkpoints), so of its saved config only logging and device placement may differ from the suite's.
+FINISHED_FREE_KEYS = {"log_every", "checkpoint_every", "keep_checkpoints", "devices", "cpu_devices",
+                      "nonfinite"}
+
+
+def stale_runs(runs: list[RunSpec], configs: list[ml_collections.ConfigDict]) -> list[str]:
+  """'label: key: saved -> now' for each run whose saved config.json differs from the config its
+  command gives now (the suite file changed since): its figures are not the table's any more."""
+  import json
+  from ssljax.base_config import base_config
+  from ssljax.config_checks import resume_conflicts
+  from ssljax.rundir import PROVENANCE, read_config, resolved_config
+  as_json = lambda d: json.loads(json.dumps(d))  # tuples -> lists, as config.json holds them
+  out = []
+  for run, config in zip(runs, configs):
+    saved = {k: v for k, v in read_config(run.workdir, missing_ok=True).items() if k != PROVENANCE}
+    if not saved:
+      continue
+    defaults = base_config()
+    defaults.encoder, defaults.objective = config.encoder, config.objective
+    conflicts = resume_conflicts(saved, as_json(resolved_config(config)),
+                                 as_json(resolved_config(defaults)), ("wandb.",),
+                                 FINISHED_FREE_KEYS)
+    if conflicts:
+      out.append(f"{run.label}: {', '.join(conflicts[:3])}")
+  return out
+
+
+def check_up_to_date(runs: list[RunSpec]) -> None:
+  """A UserError when a finished run of ``runs`` was made under another config than the suite's."""
+  finished = [r for r in runs if r.finished()]
+  stale = stale_runs(finished, check_commands(finished))
+  if stale:
+    raise UserError(f"{len(stale)} finished run(s) were made with another config than the suite "
+                    f"gives them now ({'; '.join(stale[:3])}{'; ...' if len(stale) > 3 else ''}); "
+                    "delete their directories to rerun them, or restore the suite file's values")
+
+
 def check_commands(runs: list[RunSpec]) -> list[ml_collections.ConfigDict]:
   """Parses every run's command the way ``ssljax.pretrain`` will (config file and overrides), so a
   typo in a suite fails in seconds rather than after an hour of runs; returns the configs."""
