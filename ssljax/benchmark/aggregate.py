@@ -190,6 +190,7 @@ def build_document(suite: Suite, root) -> dict:
                    "shared_overrides": {k: list(v) if isinstance(v, tuple) else v
                                         for k, v in flatten(c.get("protocol")).items()},
                    "budget_note": c.get("budget_note", ""),
+                   "protocol_note": c.get("protocol_note", ""),
                    "ci": "mean ± 95% CI over pretraining seeds (Student's t, n-1 degrees of "
                          "freedom); each run's figure is the mean over its linear probe's seeds"},
       "expected_runs": len(runs), "finished_runs": len(finished),

@@ -42,7 +42,8 @@ def protocol_paragraph(document: dict) -> str:
           f"(`{p['dataset']}`) and the same pretraining budget: **{budget} per run**.{note} "
           f"{len(p['seeds'])} pretraining seeds per row (`config.{p['seed_key']}`: initialisation "
           f"and data order: {', '.join(map(str, p['seeds']))}). Each objective keeps its experiment "
-          f"config's views and optimizer; shared by every row: {shared}. Figures are the "
+          f"config's views and optimizer; shared by every row: {shared}."
+          + (f" {p['protocol_note']}" if p.get("protocol_note") else "") + " Figures are the "
           f"{p['ci']}; n is the number of pretraining seeds finished. Controls in the same table: "
           "the untrained encoder (each run's `random_init`: the same probes on that run's own "
           "initialisation) and raw pixels (the same linear probe on pixels)"
@@ -103,6 +104,12 @@ def directions_lines(directions: list[dict]) -> list[str]:
   return lines + [""]
 
 
+def row_description(row: dict) -> str:
+  """'`name` what it is (`its own overrides`)'."""
+  own = ", ".join(f"`{k}={v}`" for k, v in row["overrides"].items())
+  return f"`{row['name']}` {row['what']}" + (f" ({own})" if own else "")
+
+
 def page_body(document: dict, link_prefix: str = "") -> list[str]:
   """The page below its title; ``link_prefix`` points image links at the results directory."""
   rows = document["rows"]
@@ -113,7 +120,7 @@ def page_body(document: dict, link_prefix: str = "") -> list[str]:
            f"{document['finished_runs']} of {document['expected_runs']} runs finished"
            + (f"; not yet run: {', '.join(f'`{m}`' for m in missing)}" if missing else "") + ".",
            "", *table_lines(document), "",
-           "Rows: " + "; ".join(f"`{r['name']}` {r['what']}" for r in rows if r["what"]) + ".", ""]
+           "Rows: " + "; ".join(row_description(r) for r in rows) + ".", ""]
   if bars:
     lines += [f"![linear probe, pooled, by row]({bars})", ""]
   lines += curve_lines(document["curve"], plots.get(f"{document['suite']}_curve"))

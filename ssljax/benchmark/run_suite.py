@@ -107,8 +107,7 @@ def check(suite: Suite, row: Row, seed: int, root) -> bool:
   scratch = plan(suite, root, [row], [seed], scratch="check")[0]
   check_up_to_date([stored])
   check_commands([scratch])
-  reference = runner.read_report(stored)
-  seconds = runner.measured_seconds(reference, stored.epochs) if reference else None
+  seconds = runner.measured_seconds(runner.stored_report(stored), stored.epochs)
   print(f"check {stored.label}: rerunning into {scratch.workdir}"
         + (f" (about {runner.duration(seconds)})" if seconds else ""), flush=True)
   ok, lines = runner.check_run(stored, scratch)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shlex
 import shutil
 import signal
@@ -107,13 +108,27 @@ def duration(seconds: float) -> str:
 
 # --- running ----------------------------------------------------------------------------------------
 
-def _die_with_parent() -> None:
-  """In the child, before exec: SIGKILL when the runner dies (Linux ``PR_SET_PDEATHSIG``)."""
-  import ctypes
-  try:
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
-  except (OSError, AttributeError):
-    pass
+# The child's first moments: ask Linux for SIGKILL when the runner dies (``PR_SET_PDEATHSIG``, kept
+# across exec), give up if the runner is already gone, then become the pretraining command. A
+# fresh single-threaded interpreter does this, not ``preexec_fn``: that runs Python between fork
+# and exec of the runner, whose JAX threads may hold locks the child then waits on forever.
+DIE_WITH_PARENT = """
+import ctypes, os, signal, sys
+try:
+  ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+except (OSError, AttributeError):
+  pass
+if os.getppid() != int(sys.argv[1]):
+  sys.exit("the runner that started this run has gone")
+os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
+"""
+
+
+def child_command(run: RunSpec) -> list[str]:
+  """``run.command`` (``python -m ssljax.pretrain ...``), started through DIE_WITH_PARENT on Linux."""
+  if not sys.platform.startswith("linux"):
+    return list(run.command)
+  return [sys.executable, "-c", DIE_WITH_PARENT, str(os.getpid()), *run.command[1:]]
 
 
 class _ForwardStopSignals:
@@ -143,10 +158,8 @@ def launch(run: RunSpec) -> tuple[int, str | None]:
   with open(run.log, "a") as log:
     log.write(f"\n$ {shlex.join(run.command)}\n")
     log.flush()
-    process = subprocess.Popen(run.command, stdout=log, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL, start_new_session=True,
-                               preexec_fn=_die_with_parent if sys.platform.startswith("linux")
-                               else None)
+    process = subprocess.Popen(child_command(run), stdout=log, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, start_new_session=True)
     with _ForwardStopSignals(process) as forwarded:
       code = process.wait()
   return code, forwarded.signal_name
@@ -232,14 +245,20 @@ def compare_reports(stored: dict, new: dict, tolerance: float = CHECK_TOLERANCE
   return ok, lines
 
 
-def check_run(stored: RunSpec, scratch: RunSpec) -> tuple[bool, list[str]]:
-  """Reruns ``stored``'s command into ``scratch`` (emptied first) and compares the two reports;
-  returns (reproduced, lines to print)."""
+def stored_report(stored: RunSpec) -> dict:
+  """The report a check compares with; a UserError when the run has not finished."""
   from ssljax.errors import UserError
   reference = read_report(stored)
   if reference is None:
     raise UserError(f"{stored.label} has no finished run to check against ({stored.workdir} has no "
                     "report.json); run the suite first")
+  return reference
+
+
+def check_run(stored: RunSpec, scratch: RunSpec) -> tuple[bool, list[str]]:
+  """Reruns ``stored``'s command into ``scratch`` (emptied first) and compares the two reports;
+  returns (reproduced, lines to print)."""
+  reference = stored_report(stored)
   shutil.rmtree(scratch.workdir, ignore_errors=True)  # a scratch copy: always from scratch
   scratch.log.unlink(missing_ok=True)
   t0 = time.perf_counter()

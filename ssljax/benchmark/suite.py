@@ -7,7 +7,8 @@ A suite file (``experiments/suites/*.py``) defines ``get_config()`` returning a 
 - ``seeds``: the pretraining seeds, written to the config key ``seed_key`` (default ``seed``);
 - ``protocol``: config overrides shared by every row (probe, batch size, checkpoints), nested dicts;
 - ``rows``: a tuple of :func:`row` entries, in table order (adding a row is one line);
-- optional: ``title``, ``budget_note`` (why this budget), ``curve`` (the learning curve's
+- optional: ``title``, ``budget_note`` (why this budget), ``protocol_note`` (what the shared
+  overrides mean, in words), ``curve`` (the learning curve's
   ``epochs``, ``seed`` and ``rows``), ``estimate`` (the prior of the wall-time estimate).
 
 Each (row, seed) becomes an ordinary run directory ``ROOT/<suite>/<row>/seed<k>/`` made by the
