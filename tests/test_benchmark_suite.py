@@ -261,8 +261,12 @@ def test_check_reruns_one_run_and_reproduces_it(tiny, capsys):
   assert not ok and any(line.startswith("kNN") and "DIFFERS" in line for line in lines)
 
 
-def test_the_curve_picks_the_best_row_of_each_family_and_plots_finished_points(tiny):
+def test_the_curve_picks_the_best_row_of_each_family_and_plots_finished_points(tiny, capsys):
   assert [r.name for r in run_suite.curve_rows(tiny.loaded, tiny.root)] == ["a", "b"]
+  run_suite.run_curve(tiny.loaded, tiny.root, tiny.base / "unused", dry_run=True)
+  out = capsys.readouterr().out
+  assert "learning curve: a, b at 1, 3 epochs, seed 0" in out and "2 finished, 2 to run" in out
+  assert "curve/epochs3/a/seed0" in out and "--config.epochs=3.0" in out
   # A finished 3-epoch run, made here by copying the table's run: the curve reads run directories.
   source = plan(tiny.loaded, tiny.root, [tiny.loaded.row("a")], [0])[0].workdir
   target = plan(tiny.loaded, tiny.root, [tiny.loaded.row("a")], [0], epochs=3.0)[0].workdir
@@ -326,7 +330,9 @@ def test_the_shipped_suite_has_a_row_for_every_objective_with_a_config(monkeypat
   suite = load_suite(ROOT / "experiments" / "suites" / "fmnist_cnn.py")
   used = {os.path.basename(r.experiment.split(":")[0]) for r in suite.rows}
   with_config = [name for name in OBJECTIVES if (ROOT / "experiments" / f"fmnist_{name}.py").exists()]
-  assert with_config and all(f"fmnist_{name}.py" in used for name in with_config)
+  missing = [name for name in with_config if f"fmnist_{name}.py" not in used]
+  assert with_config and not missing, (f"add a row(...) line for {', '.join(missing)} to "
+                                       "experiments/suites/fmnist_cnn.py")
   assert suite.seeds == (0, 1, 2) and suite.config.epochs == 1.0
   configs = check_commands(plan(suite, "runs/suites", seeds=[0]))  # every row's command parses
   assert {c.encoders.cnn.widths for c in configs} == {(32, 64, 128, 256)}

@@ -7,7 +7,13 @@ pixels and supervised cross-entropy as controls.
     python -m ssljax.benchmark --suite=experiments/suites/fmnist_cnn.py --check=infonce:0
 
 Results: experiments/results/fmnist_cnn.{md,json,png} and the README's results section. A new
-objective is one more ``row(...)`` line below (its experiment config first).
+objective is one more ``row(...)`` line below (its experiment config first), e.g.
+
+    row("byol", "experiments/fmnist_byol.py", "teacher_student", "BYOL, EMA teacher"),
+
+Families: contrastive, redundancy_reduction, teacher_student, reconstructive, adversarial,
+supervised. The literature's directions look rows up by name (``infonce``, ``align_uniform``,
+``infonce_scale``, ``infonce_flip``, ``byol``, ``vicreg``, ``barlow_twins``) and by family.
 """
 import ml_collections
 
