@@ -257,15 +257,19 @@ def flatten(d: Mapping, prefix: str = "") -> dict[str, Any]:
   return out
 
 
-def resume_conflicts(saved: Mapping, new: Mapping, defaults: Mapping | None = None) -> list[str]:
-  """'key: saved -> new' for every key that differs and may not change on resume. A key the saved
-  config lacks (added to the project after the run started) is no conflict while ``new`` keeps
-  its value from ``defaults``: the run simply predates the option."""
+def resume_conflicts(saved: Mapping, new: Mapping, defaults: Mapping | None = None,
+                     free_prefixes: tuple[str, ...] = RESUMABLE_PREFIXES,
+                     free_keys: Iterable[str] = RESUMABLE_KEYS) -> list[str]:
+  """'key: saved -> new' for every key that differs and may not change on resume (any key but
+  ``free_keys`` and those under ``free_prefixes``). A key the saved config lacks (added to the
+  project after the run started) is no conflict while ``new`` keeps its value from ``defaults``:
+  the run simply predates the option."""
   old, cur = flatten(saved), flatten(new)
   base = flatten(defaults or {})
+  free_keys = set(free_keys)
   conflicts = []
   for key in sorted(set(old) | set(cur)):
-    if key in RESUMABLE_KEYS or key.startswith(RESUMABLE_PREFIXES):
+    if key in free_keys or key.startswith(free_prefixes):
       continue
     section, _, rest = key.partition(".")
     if section in ("encoders", "objectives") and rest:

@@ -213,7 +213,7 @@ def parse_command(command: list[str]):
     fv(argv, known_only=False)
     config = fv.config
   except Exception as e:  # absl/ml_collections raise Error, KeyError, AttributeError...
-    raise UserError(f"sweep command does not parse: {shlex.join(argv[1:])}: "
+    raise UserError(f"the command does not parse: {shlex.join(argv[1:])}: "
                     f"{str(e).strip().splitlines()[0]}") from None
   if config is None:
     raise UserError(f"sweep command has no --config=FILE: {shlex.join(argv[1:])}")
