@@ -39,10 +39,10 @@ class DINOProjector(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    dense = lambda width: nn.Dense(width, dtype=self.dtype,
-                                   kernel_init=nn.initializers.truncated_normal(0.02))
+    dense = lambda width, bias=True: nn.Dense(width, use_bias=bias, dtype=self.dtype,
+                                              kernel_init=nn.initializers.truncated_normal(0.02))
     for width in self.dims[:-1]:
-      x = dense(width)(x)
+      x = dense(width, bias=not self.use_bn)(x)  # a bias before BatchNorm would cancel out
       if self.use_bn:
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(x)
       x = nn.gelu(x, approximate=False)
