@@ -39,18 +39,23 @@ from ssljax.objectives import OBJECTIVES
 from ssljax.train import loop
 
 DEVICE_COUNTS = (2, 4, 8)
-EVERY_COUNT = ("infonce", "vicreg", "barlow_twins", "lejepa")  # batch-coupled losses: see above
+# Batch-coupled losses (see above), and MoCo v3's negatives and DINO's centre (the teacher's mean
+# output over the global batch, which per-device code must all-reduce).
+EVERY_COUNT = ("infonce", "vicreg", "barlow_twins", "lejepa", "moco_v3", "dino")
 # SGD steps of similar size (lr x first gradient norm 0.29, 0.12, 0.23): VICReg's coefficients
 # (25, 25, 1) and Barlow Twins' sum over D dimensions give first gradient norms of 31 and 23 here,
 # against InfoNCE's 2.9. At lr 0.1 their first step moves the parameters so far that the second
 # step's float rounding (sums in another order on each device count) exceeds the tolerances: the
 # first step's losses and gradient norms agree to 2e-5 at any learning rate.
-LEARNING_RATES = {"vicreg": 0.004, "barlow_twins": 0.01}
+# DINO's (31: its cosine logits over temperature 0.1), BYOL's and MoCo v3's (5) likewise.
+LEARNING_RATES = {"vicreg": 0.004, "barlow_twins": 0.01, "dino": 0.005, "byol": 0.04,
+                  "moco_v3": 0.04}
 BATCH = 16  # divisible by 8 devices: 2 images per device
 STEPS = 2
 # Objective arguments shrunk where an objective has them (unknown keys are left alone).
 SMALL_ARGS = {"projector_dims": (32, 16), "latent_dim": 16, "decoder_width": 8,
-              "generator_width": 8, "num_directions": 16}
+              "generator_width": 8, "num_directions": 16, "predictor_hidden_dims": (16,),
+              "num_prototypes": 32, "num_local_crops": 2}
 
 
 def synthetic_dataset(n=64, size=16, channels=1, seed=0) -> Dataset:
@@ -133,3 +138,27 @@ def test_n_devices_give_the_1_device_losses_gradients_and_statistics(objective, 
   _close(state.params, ref_state.params, 1e-4, param_atol, where + "params")
   _close(state.batch_stats, ref_state.batch_stats, 1e-4, 1e-6, where + "batch_stats")
   assert int(state.step) == STEPS
+  _STATES[objective, devices] = state
+
+
+_STATES = {}  # (objective, devices) -> final host state, for the teachers' test below
+TEACHERS = ("byol", "moco_v3", "dino")
+
+
+@pytest.mark.parametrize("objective", TEACHERS)
+def test_n_devices_give_the_1_device_teacher_and_objective_state(objective, dataset):
+  """The EMA teachers and the objective's own state (DINO's centre, the teachers' BatchNorm
+  statistics) after the same steps: a centre averaged over one device's images would differ.
+  Reuses the states of the test above (it runs first) for every device count it ran."""
+  _, _, ref_state = reference(objective, dataset)
+  counts = [d for d in DEVICE_COUNTS if (objective, d) in _STATES] or [8]
+  for devices in counts:
+    state = _STATES.get((objective, devices))
+    if state is None:
+      _, state = run_steps(tiny_config(objective, devices), dataset, STEPS,
+                           initial=reference(objective, dataset)[0])
+    where = f"{objective}, {devices} devices: "
+    _close(state.followers, ref_state.followers, 1e-4, 2e-6, where + "followers")
+    _close(state.objective_state, ref_state.objective_state, 1e-4, 1e-6, where + "objective_state")
+  if objective == "dino":
+    assert np.any(ref_state.objective_state["center"] != 0)  # the centre moved

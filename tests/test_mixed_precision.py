@@ -46,11 +46,13 @@ def test_bf16_computes_in_bf16_and_keeps_parameters_losses_and_gradients_float32
            "labels": jax.ShapeDtypeStruct((4,), jnp.int32)}
   for player in exp.objective.players():
     owned = {n: state.params[n] for n in player.owns}
-    loss_fn = lambda o, params, stats, batch, player=player: player.loss(
+    # The followers and the objective's state (shapes here) are arguments, not constants.
+    loss_fn = lambda o, params, stats, batch, followers, own, player=player: player.loss(
         {**params, **o}, LossInputs(batch, jax.random.PRNGKey(0), jnp.zeros((), jnp.int32), stats,
-                                    state.followers, state.objective_state))
+                                    followers, own))
     (loss, out), grads = jax.eval_shape(
-        jax.value_and_grad(loss_fn, has_aux=True), owned, state.params, state.batch_stats, batch)
+        jax.value_and_grad(loss_fn, has_aux=True), owned, state.params, state.batch_stats, batch,
+        state.followers, state.objective_state)
     stats, metrics = out.batch_stats, out.metrics
     assert loss.dtype == jnp.float32, player.name
     assert all(m.dtype in (jnp.float32, jnp.int32) for m in metrics.values()), metrics

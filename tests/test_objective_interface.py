@@ -51,7 +51,7 @@ class EMATest(Objective):
                 if self.args["momentum_schedule"] == "cosine" else schedules.constant(m0))
     return [Follower("teacher", ("encoder", "head"), momentum)]
 
-  def init_state(self):
+  def init_state(self, variables):
     return {"running_mean": jnp.zeros((4,), jnp.float32)}
 
   def loss(self, params, inputs):

@@ -121,6 +121,34 @@ def test_kill9_then_the_same_command_gives_bit_identical_params(tmp_path, object
   assert logged == list(range(10, 241, 10))  # steps after the checkpoint were not logged twice
 
 
+# BYOL and DINO: a resumed run must restore the EMA teacher, its BatchNorm statistics and DINO's
+# centre exactly; all three are in the state the fingerprint covers (train.state.model_collections).
+# One CLI process at a time (the uninterrupted run first), so slow: SSLJAX_SLOW=1.
+TEACHER_RUNS = {name: [LONG[0].replace("fmnist_infonce", f"fmnist_{name}"), *LONG[1:],
+                       "--config.probe.random_init=False"] for name in ("byol", "dino")}
+
+
+@_slow
+@pytest.mark.parametrize("objective", TEACHER_RUNS)
+def test_kill9_then_resume_restores_the_teacher_and_centre_bit_identically(tmp_path, objective):
+  args = TEACHER_RUNS[objective]
+  _run(tmp_path / "reference", args)
+  run = _start(tmp_path / "run", args)
+  try:
+    _wait_for(lambda: _steps(tmp_path / "run" / "checkpoints"), run)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+  finally:
+    _stop(run)
+  assert run.returncode == -signal.SIGKILL
+  assert "Resuming from the checkpoint at step" in _run(tmp_path / "run", args).stdout
+  reference, report = (json.loads((tmp_path / d / "report.json").read_text())
+                       for d in ("reference", "run"))
+  assert 10 <= report["pretrain"]["resumed_from_step"] < 240
+  assert report["pretrain"]["params_fingerprint"] == reference["pretrain"]["params_fingerprint"]
+  assert report["teacher_probe"]["top1"] == reference["teacher_probe"]["top1"]
+
+
 # Ctrl-C sends SIGINT; a scheduler's preemption, SIGTERM. Both must end the same way.
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
 def test_a_stop_signal_finishes_the_step_checkpoints_and_prints_how_to_resume(tmp_path, sig):

@@ -66,6 +66,8 @@ def extract_features(objective: Objective, variables: dict, images: np.ndarray,
 
 
 def variables_of(state) -> dict:
-  """What ``Objective.features`` and ``image_grids`` read of a train state (followers included,
-  for objectives whose evaluated network is an EMA teacher)."""
-  return {"params": state.params, "batch_stats": state.batch_stats, "followers": state.followers}
+  """What ``Objective.features``, ``teacher_variables`` and ``image_grids`` read of a train state
+  (followers and the objective's state included: an EMA teacher's parameters and BatchNorm
+  statistics)."""
+  return {"params": state.params, "batch_stats": state.batch_stats, "followers": state.followers,
+          "objective_state": state.objective_state}

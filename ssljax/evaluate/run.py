@@ -1,7 +1,8 @@
 """Every figure the report holds, computed from a trained state: linear probe (and the raw-pixel
-baseline under the same protocol), kNN, online probe, alignment/uniformity (encoder and projector),
-RankMe, LiDAR and the collapse watch, the invariance probe and, when ``config.transfer.dataset`` is
-set, freeze-vs-fine-tune transfer.
+baseline under the same protocol; the EMA teacher's, for objectives with one), kNN, online probe,
+alignment/uniformity (encoder and projector), RankMe, LiDAR and the collapse watch, the invariance
+probe and, when ``config.transfer.dataset`` is set, freeze-vs-fine-tune transfer. Every figure but
+the teacher probe reads the online (student) encoder.
 
 ``evaluate_and_report`` is the one path from a state to a written run directory, shared by
 ``python -m ssljax.pretrain`` (after training) and ``python -m ssljax.evaluate`` (from the
@@ -73,6 +74,22 @@ def probe_figures(exp, variables, train_images, train_labels, extra=()) -> tuple
 SUMMARY_KEYS = ("top1", "top1_ci95", "val_top1", "chosen", "seeds", "feature_dim", "features")
 
 
+def teacher_probe(exp, variables, train_images, train_labels) -> dict | None:
+  """The report's ``teacher_probe``: the headline linear probe, same protocol, of the objective's
+  EMA teacher (``Objective.teacher_variables``: BYOL's target, MoCo's momentum encoder, DINO's
+  teacher, which its paper evaluates); None for an objective without one."""
+  teacher = exp.objective.teacher_variables(variables)
+  if teacher is None:
+    return None
+  config, data, name = exp.config, exp.dataset, exp.config.probe.features
+  features = lambda images, split: extract_features(
+      exp.objective, teacher, images, exp.mesh, (name,), desc=f"teacher {split} features")[name]
+  probe = linear_probe(features(train_images, "train"), train_labels,
+                       features(data.test_images, "test"), data.test_labels, data.num_classes,
+                       config.probe)
+  return {k: probe[k] for k in SUMMARY_KEYS if k in probe} | {"features": name}
+
+
 def untrained_variables(exp) -> dict:
   """The encoder (and heads) exactly as the run initialised them, before any training: the same
   architecture, seed and initialisation key as the run's first state."""
@@ -136,6 +153,10 @@ def evaluate(exp, state) -> dict:
                                   extra=(config.get("online_probe_features", "pooled"),))
   results.update(trained)
   lap("probes")
+  teacher = teacher_probe(exp, variables, train_images, train_labels)
+  if teacher is not None:
+    results["teacher_probe"] = teacher
+    lap("teacher_probe")
 
   if config.probe.raw_pixel_baseline:
     flat = lambda a: a.reshape(len(a), -1).astype(np.float32) / 255.0

@@ -7,9 +7,9 @@ the generic train step (``ssljax.train.step``) updates:
 - **followers**: copies of some networks that are never differentiated but follow them by an
   exponential moving average after the round's gradient updates, ``teacher <- m * teacher +
   (1 - m) * student``, with ``m`` a schedule of the step (``schedules.py``): BYOL, MoCo, DINO.
-- **state**: a collection of non-parameter arrays the objective updates itself (DINO's centre):
-  its loss receives the current value and returns the new one. No optimizer touches it; it is
-  checkpointed with the rest of the train state.
+- **state**: a collection of non-parameter arrays the objective updates itself (DINO's centre, a
+  teacher's BatchNorm statistics): its loss receives the current value and returns the new one.
+  No optimizer touches it; it is checkpointed with the rest of the train state.
 
 An objective is built from explicit inputs (:class:`ObjectiveInputs`: its own argument section,
 the views config, the data's shape and classes, the run's length...), never the whole config, so
@@ -189,8 +189,9 @@ class Objective:
       variables["batch_stats"][name] = new["batch_stats"]
     return out
 
-  def init_state(self) -> dict:
-    """The objective's own collection at step 0 (e.g. DINO's centre); {} = none."""
+  def init_state(self, variables: dict) -> dict:
+    """The objective's own collection at step 0 (e.g. DINO's centre, an EMA teacher's BatchNorm
+    statistics, which start as copies of the student's in ``variables``); {} = none."""
     return {}
 
   def apply(self, name: str, params: dict, batch_stats: dict, *inputs, train: bool,
@@ -228,6 +229,12 @@ class Objective:
     out, _ = self.apply("encoder", variables["params"], variables["batch_stats"], images,
                         train=False)
     return out
+
+  def teacher_variables(self, variables: dict) -> dict | None:
+    """The EMA teacher's networks laid out as ``features`` reads them (``{'params',
+    'batch_stats'}``), from a state's ``{'params', 'batch_stats', 'followers',
+    'objective_state'}``, for the report's teacher probe; None: the objective has no teacher."""
+    return None
 
   def image_grids(self, variables: dict, images) -> dict[str, tuple[dict, str]]:
     """Objective-specific figures for the report, as data (the evaluator draws and saves them:

@@ -231,3 +231,43 @@ def mae(predictions: jax.Array, patches: jax.Array, mask: jax.Array,
   per_patch = jnp.mean((predictions.astype(jnp.float32) - target) ** 2, axis=-1)
   masked = mask.astype(bool)
   return jnp.sum(jnp.where(masked, per_patch, 0.0)) / jnp.maximum(jnp.sum(masked), 1)
+
+
+# --- teacher-student: BYOL, SimSiam, MoCo v3, DINO ------------------------------------------------
+# Each takes the online (student) outputs first and the targets second; the targets come from a
+# teacher or a stop-gradient branch, and the objectives, not these formulas, stop their gradient.
+def cosine_similarity(a: jax.Array, b: jax.Array) -> jax.Array:
+  """Row-wise cosine of (N, D) arrays: (N,)."""
+  return jnp.sum(l2_normalize(a.astype(jnp.float32)) * l2_normalize(b.astype(jnp.float32)), axis=-1)
+
+
+def byol(p: jax.Array, z: jax.Array) -> jax.Array:
+  """BYOL's regression loss (Grill et al. 2020, eq. 2): ``mean_i (2 - 2 cos(p_i, z_i))``, the
+  squared distance of the L2-normalised online prediction p and target projection z, (N, D) each."""
+  return jnp.mean(2.0 - 2.0 * cosine_similarity(p, z))
+
+
+def negative_cosine(p: jax.Array, z: jax.Array) -> jax.Array:
+  """SimSiam's D(p, z) (Chen & He 2021, eq. 1): ``-mean_i cos(p_i, z_i)``, (N, D) each."""
+  return -jnp.mean(cosine_similarity(p, z))
+
+
+def moco_v3(q: jax.Array, k: jax.Array, temperature: float) -> jax.Array:
+  """MoCo v3's contrastive loss (Chen, Xie & He 2021, as the authors' ``contrastive_loss``): with
+  q and k L2-normalised, ``CE(q k^T / temperature, arange(N)) * 2 * temperature``; query i's key
+  is k_i, every other key of the (global) batch a negative. The factor 2 t keeps the gradient's
+  scale independent of the temperature."""
+  q, k = l2_normalize(q.astype(jnp.float32)), l2_normalize(k.astype(jnp.float32))
+  logits = q @ k.T / temperature
+  labels = jnp.arange(q.shape[0])
+  return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels)) * (2 * temperature)
+
+
+def dino(student_logits: jax.Array, teacher_logits: jax.Array, center: jax.Array,
+         student_temp: float, teacher_temp: float) -> jax.Array:
+  """DINO's cross-entropy for one (teacher crop, student crop) pair (Caron et al. 2021, eq. 1 with
+  the centring of section 3.1): ``mean_i sum_k -softmax((t_i - c) / teacher_temp)_k *
+  log_softmax(s_i / student_temp)_k``; logits (N, K), the centre c (K,)."""
+  targets = jax.nn.softmax((teacher_logits.astype(jnp.float32) - center) / teacher_temp, axis=-1)
+  log_probs = jax.nn.log_softmax(student_logits.astype(jnp.float32) / student_temp, axis=-1)
+  return jnp.mean(-jnp.sum(targets * log_probs, axis=-1))

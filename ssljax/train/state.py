@@ -60,5 +60,5 @@ def create_state(objective: Objective, txs: dict[str, optax.GradientTransformati
                "first_what": jnp.zeros((), jnp.int32)}
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     batch_stats=variables["batch_stats"], followers=followers,
-                    objective_state=objective.init_state(), opt_states=opt_states, rng=train_key,
+                    objective_state=objective.init_state(variables), opt_states=opt_states, rng=train_key,
                     nonfinite=nonfinite)
