@@ -108,6 +108,9 @@ def _interval(low, high, low_open, high_open) -> str:
   return f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
 
 
+FEATURE_DTYPES = ("float32", "bfloat16")  # how ssljax/evaluate/features.py may store features
+
+
 def check_config(config) -> None:
   """Raises one UserError listing every invalid key of ``config`` (unknown names list valid ones)."""
   from ssljax.data.sources import SOURCES
@@ -174,6 +177,7 @@ def check_config(config) -> None:
   p.number("probe.seeds", integer=True, low=1)
   p.number("probe.val_fraction", low=0, high=1, low_open=True, high_open=True)
   p.number("probe.train_subset", integer=True, low=0)
+  p.choice("probe.feature_dtype", FEATURE_DTYPES)
   p.number("knn.k", integer=True, low=1)
   p.number("knn.temperature", low=0, low_open=True)
   p.number("rank.rankme_images", integer=True, low=2)

@@ -57,6 +57,16 @@ def test_uniform_loss_hand_value_and_geometry():
   assert losses.uniform_loss(spread) < losses.uniform_loss(clustered)
 
 
+def test_uniform_loss_matches_a_loop_over_pairs():
+  rng = np.random.default_rng(3)
+  x = rng.normal(size=(40, 16))
+  x /= np.linalg.norm(x, axis=1, keepdims=True)
+  pair_terms = [np.exp(-2 * np.sum((x[i] - x[j]) ** 2)) for i in range(40) for j in range(i + 1, 40)]
+  expected = np.log(np.mean(pair_terms))  # Wang & Isola: log mean over pairs i < j
+  assert float(losses.uniform_loss(jnp.asarray(x, jnp.float32))) == pytest.approx(expected,
+                                                                                  abs=1e-5)
+
+
 def test_cross_entropy_ignores_unlabelled():
   logits = jnp.array([[2.0, 0.0], [0.0, 2.0]])
   labels = jnp.array([0, -1])

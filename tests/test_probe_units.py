@@ -180,3 +180,36 @@ def test_linear_logits_of_selected_rows_equal_the_formula_on_those_rows():
   expected = ((x[rows] - mean) * scale) @ params["w"] + params["b"]  # standardise, then the head
   np.testing.assert_allclose(linear_logits(params, x, mean, scale, rows, chunk=5), expected,
                              rtol=1e-5, atol=1e-5)
+
+
+def test_features_stored_in_bfloat16_probe_like_float32():
+  """probe.feature_dtype='bfloat16' halves the evaluation's memory; the probe computes in float32
+  from the rounded features, so the protocol picks the same setting and lands on the same top-1
+  within a few test images."""
+  import jax.numpy as jnp
+  rng = np.random.default_rng(5)
+  centres = rng.normal(size=(4, 64)) * 0.6
+  labels = rng.integers(0, 4, size=1200)
+  x = (centres[labels] + rng.normal(size=(1200, 64))).astype(np.float32) + 3.0  # an offset, as ReLU maps have
+  train_x, test_x, train_y, test_y = x[:1000], x[1000:], labels[:1000], labels[1000:]
+  config = _probe_config(lrs=(1e-3, 1e-2), weight_decays=(1e-4,), batch_size=64, epochs=10)
+  exact = linear_probe(train_x, train_y, test_x, test_y, 4, config)
+  rounded = linear_probe(train_x.astype(jnp.bfloat16), train_y, test_x.astype(jnp.bfloat16),
+                         test_y, 4, config)
+  assert rounded["chosen"] == exact["chosen"]
+  assert abs(rounded["top1"] - exact["top1"]) <= 0.02  # 4 of 200 test images
+  assert rounded["top1"] > 0.6  # and both actually learned the four clusters
+  bf16_knn = knn.knn_accuracy(train_x.astype(jnp.bfloat16), train_y, test_x.astype(jnp.bfloat16),
+                              test_y, 4, k=20)
+  f32_knn = knn.knn_accuracy(train_x, train_y, test_x, test_y, 4, k=20)
+  assert abs(bf16_knn["top1"] - f32_knn["top1"]) <= 0.02
+
+
+def test_an_unknown_feature_dtype_is_one_clear_error():
+  from ssljax.base_config import base_config
+  from ssljax.config_checks import check_config
+  from ssljax.errors import UserError
+  config = base_config()
+  config.probe.feature_dtype = "float16"
+  with pytest.raises(UserError, match="probe.feature_dtype 'float16' unknown; valid: float32, bfloat16"):
+    check_config(config)

@@ -9,6 +9,7 @@ import functools
 from typing import Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
@@ -38,10 +39,17 @@ def aligned_empty(shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
   return raw[offset:offset + size].view(dtype).reshape(shape)
 
 
+def storage_dtype(name: str) -> np.dtype:
+  """The numpy dtype of ``config.probe.feature_dtype`` ('float32' or 'bfloat16')."""
+  return np.dtype(jnp.bfloat16 if name == "bfloat16" else np.float32)
+
+
 def extract_features(objective: Objective, variables: dict, images: np.ndarray,
                      mesh: jax.sharding.Mesh, which: Sequence[str] = ("pooled",),
-                     batch_size: int = 1024, desc: str = "features") -> dict[str, np.ndarray]:
-  """Returns {name: float32 (N, D)} for each requested representation (see ``select_features``)."""
+                     batch_size: int = 1024, desc: str = "features",
+                     dtype: np.dtype = np.dtype(np.float32)) -> dict[str, np.ndarray]:
+  """Returns {name: (N, D) of ``dtype``} for each requested representation (see
+  ``select_features``); the encoder computes in its own dtype, the rows are rounded when stored."""
   batch_size = max(mesh.size, batch_size // mesh.size * mesh.size)
   forward = functools.partial(_forward, objective=objective, which=tuple(which))
 
@@ -60,7 +68,7 @@ def extract_features(objective: Objective, variables: dict, images: np.ndarray,
       if not value.is_fully_addressable:  # several processes: each gathers every row
         value = multihost_utils.process_allgather(value, tiled=True)
       if name not in outputs:
-        outputs[name] = aligned_empty((n, *value.shape[1:]))
+        outputs[name] = aligned_empty((n, *value.shape[1:]), dtype)
       outputs[name][start:start + batch_size - pad] = np.asarray(value)[:batch_size - pad]
   return outputs
 

@@ -24,8 +24,8 @@ def _predict(query, bank, bank_labels, *, k, num_classes, temperature):
 
 def knn_accuracy(train_x, train_y, test_x, test_y, num_classes, k=200, temperature=0.1,
                  chunk=1024) -> dict:
-  bank = l2_normalize(jnp.asarray(train_x))
-  queries = l2_normalize(jnp.asarray(test_x))
+  bank = l2_normalize(jnp.asarray(train_x, jnp.float32))  # features may be stored in bfloat16
+  queries = l2_normalize(jnp.asarray(test_x, jnp.float32))
   k = min(k, len(train_x))
   preds = [np.asarray(_predict(queries[i:i + chunk], bank, jnp.asarray(train_y), k=k,
                                num_classes=num_classes, temperature=temperature))

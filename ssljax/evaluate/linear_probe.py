@@ -61,7 +61,7 @@ def fit_linear_grid(x, y, rows, mean, scale, lrs, weight_decays, seed, *, num_cl
 
   def epoch(carry, key):
     def step(carry, idx):
-      xb = (x[idx] - mean) * scale
+      xb = (x[idx].astype(jnp.float32) - mean) * scale  # features may be stored in bfloat16
       return jax.vmap(update, in_axes=(0, 0, 0, 0, None, None))(*carry, lrs, weight_decays, xb,
                                                                  y[idx]), None
     order = rows[jax.random.permutation(key, n)[:steps_per_epoch * batch_size]]
@@ -82,16 +82,17 @@ def fit_linear(x, y, rows, mean, scale, lr, weight_decay, seed, *, num_classes, 
   return jax.tree.map(lambda a: a[0], params)
 
 
-def feature_moments(x: np.ndarray, rows: np.ndarray, chunk: int = 4096):
-  """(mean, 1 / (std + 1e-6)) per feature of ``x[rows]``, two passes over chunks in float64, so
-  ``x[rows]`` is never copied whole."""
+def feature_moments(x: np.ndarray, rows: np.ndarray, chunk: int = 2048):
+  """(mean, 1 / (std + 1e-6)) per feature of ``x[rows]``, two passes over chunks accumulated in
+  float64, so ``x[rows]`` is never copied whole."""
+  part = lambda i: x[rows[i:i + chunk]].astype(np.float32)
   total = np.zeros(x.shape[1])
   for i in range(0, len(rows), chunk):
-    total += x[rows[i:i + chunk]].sum(0, dtype=np.float64)
+    total += part(i).sum(0, dtype=np.float64)
   mean = total / len(rows)
   squares = np.zeros(x.shape[1])
   for i in range(0, len(rows), chunk):
-    squares += ((x[rows[i:i + chunk]] - mean) ** 2).sum(0)
+    squares += ((part(i) - mean) ** 2).sum(0)
   std = np.sqrt(squares / len(rows))
   return mean.astype(np.float32), (1.0 / (std + 1e-6)).astype(np.float32)
 
@@ -102,7 +103,8 @@ def linear_logits(params, x: np.ndarray, mean, scale, rows=None, chunk: int = 40
   w = np.asarray(params["w"]) * np.asarray(scale)[:, None]
   b = np.asarray(params["b"]) - np.asarray(mean) @ w
   rows = np.arange(len(x)) if rows is None else rows
-  return np.concatenate([x[rows[i:i + chunk]] @ w + b for i in range(0, len(rows), chunk)])
+  return np.concatenate([x[rows[i:i + chunk]].astype(np.float32) @ w + b
+                         for i in range(0, len(rows), chunk)])
 
 
 def topk_accuracy(logits: np.ndarray, y, k: int) -> float:
@@ -129,7 +131,8 @@ def linear_probe(train_x, train_y, test_x, test_y, num_classes, probe_config,
   fit = functools.partial(fit_linear, num_classes=num_classes, epochs=int(cfg.epochs),
                           batch_size=int(cfg.batch_size))
   val_idx, fit_idx = validation_split(len(train_x), cfg.val_fraction)
-  train_x = np.asarray(train_x, np.float32)
+  if train_x.dtype not in (np.float32, jnp.bfloat16):  # the stored dtypes; fits read float32
+    train_x = np.asarray(train_x, np.float32)
   # For every fit. On the CPU an aligned array (ssljax/evaluate/features.py) is aliased, not copied.
   device_x, device_y = jax.device_put(train_x, may_alias=True), jnp.asarray(train_y)
   mean, scale = feature_moments(train_x, fit_idx)

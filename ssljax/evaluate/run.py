@@ -16,7 +16,7 @@ import time
 import jax
 import numpy as np
 
-from ssljax.evaluate.features import extract_features, variables_of
+from ssljax.evaluate.features import extract_features, storage_dtype, variables_of
 from ssljax.evaluate.figures import wandb_summary
 from ssljax.evaluate.geometry import align_uniform, embedding_fn, invariance
 from ssljax.evaluate.knn import knn_report
@@ -44,7 +44,8 @@ def probe_figures(exp, variables, train_images, train_labels, extra=()) -> tuple
   pooled copies); a train representation is dropped as soon as it has been probed."""
   config, data = exp.config, exp.dataset
   features = lambda images, names, split: extract_features(
-      exp.objective, variables, images, exp.mesh, names, desc=f"{split} features")
+      exp.objective, variables, images, exp.mesh, names, desc=f"{split} features",
+      dtype=storage_dtype(config.probe.get("feature_dtype", "float32")))
   probed = probed_features(config)
   needed = list(dict.fromkeys([*probed, config.knn.features]))
   train_all = features(train_images, needed, "train")
@@ -83,7 +84,8 @@ def teacher_probe(exp, variables, train_images, train_labels) -> dict | None:
     return None
   config, data, name = exp.config, exp.dataset, exp.config.probe.features
   features = lambda images, split: extract_features(
-      exp.objective, teacher, images, exp.mesh, (name,), desc=f"teacher {split} features")[name]
+      exp.objective, teacher, images, exp.mesh, (name,), desc=f"teacher {split} features",
+      dtype=storage_dtype(config.probe.get("feature_dtype", "float32")))[name]
   probe = linear_probe(features(train_images, "train"), train_labels,
                        features(data.test_images, "test"), data.test_labels, data.num_classes,
                        config.probe)

@@ -36,7 +36,11 @@ def align_loss(x: jax.Array, y: jax.Array, alpha: float = 2) -> jax.Array:
 
 def uniform_loss(x: jax.Array, t: float = 2) -> jax.Array:
   """Wang & Isola's uniformity: log mean_{i<j} exp(-t ||x_i - x_j||^2) (inputs L2-normalised)."""
-  sq_dists = jnp.sum((x[:, None, :] - x[None, :, :]) ** 2, axis=-1)
+  # From the Gram matrix, ||a||^2 + ||b||^2 - 2 a.b: (N, N) memory, where the broadcast difference
+  # (N, N, D) would be 4 GiB for the 2048 held-out images the evaluation measures at D = 256.
+  x = x.astype(jnp.float32)
+  norms = jnp.sum(x * x, axis=-1)
+  sq_dists = jnp.maximum(norms[:, None] + norms[None, :] - 2.0 * (x @ x.T), 0.0)
   n = x.shape[0]
   upper = jnp.triu(jnp.ones((n, n), dtype=bool), k=1)
   # log-mean-exp over the upper triangle, computed stably.

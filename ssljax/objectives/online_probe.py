@@ -46,6 +46,7 @@ class OnlineProbe:
 
   def top1(self, params: dict, features: np.ndarray, labels: np.ndarray) -> float:
     """Test accuracy of the trained head on precomputed features (the report's online_probe)."""
+    features = np.asarray(features, np.float32)  # the evaluation may store them in bfloat16
     logits = np.asarray(jax.jit(self.logits)(params[NETWORK], features))
     return float(np.mean(np.argmax(logits, -1) == labels))
 
