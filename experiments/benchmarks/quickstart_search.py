@@ -133,10 +133,38 @@ def run_variant(name: str, overrides: dict, out: pathlib.Path, with_map: bool,
     finally:
       checkpoints.close()
   return {"variant": name, "overrides": overrides, "steps": exp.total_steps,
+          "curve_steps_per_epoch": exp.stream.steps_per_epoch,
           "pretrain_wall_s": round(wall, 1), "images_per_s": summary["images_per_s"],
           "final_loss": summary["final_loss"], **trained,
           **{f"random_{k}": v for k, v in untrained.items()},
           **({"curve": curve} if curve else {})}
+
+
+def plot_curve(result: dict, path: pathlib.Path) -> None:
+  """The learning curve of one ``--curve`` variant: validation top-1 of the pooled probe and kNN
+  against pretraining epochs (the final state the last point), the untrained encoder as lines."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  curve = result.get("curve", [])
+  per_epoch = result.get("curve_steps_per_epoch") or curve[0]["step"] / curve[0]["epochs"]
+  points = [*curve, {**result, "epochs": result["steps"] / per_epoch}]
+  epochs = [0.0] + [p["epochs"] for p in points]
+  fig, ax = plt.subplots(figsize=(6, 3.4))
+  for key, label, colour in (("pooled_val", "linear probe, pooled", "C0"),
+                             ("knn_val", "kNN (k=200), pooled", "C1")):
+    untrained = result[f"random_{key}"]
+    ax.plot(epochs, [untrained] + [p[key] for p in points], "o-", color=colour, label=label)
+    ax.axhline(untrained, color=colour, ls=":", lw=1)
+    ax.axhline(untrained + (0.04 if key == "pooled_val" else 0.05), color=colour, ls="--", lw=0.8)
+  ax.set_xlabel("pretraining epochs (one run; its cosine schedule spans the last point)")
+  ax.set_ylabel("validation top-1")
+  ax.set_title(f"{result['variant']}: dotted = untrained encoder, dashed = the +4 / +5 goal",
+               fontsize=9)
+  ax.legend(fontsize=8, loc="lower right")
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
 
 
 def main(argv=None):
@@ -149,6 +177,8 @@ def main(argv=None):
                       "variants can be added while the search runs")
   p.add_argument("--map", action="store_true", help="also probe the flattened final map")
   p.add_argument("--out", default="runs/quickstart_search")
+  p.add_argument("--plot", default="", metavar="VARIANT=PATH",
+                 help="draw the learning curve of a finished --curve variant to PATH and exit")
   p.add_argument("--curve", default="",
                  help="comma-separated epochs (e.g. 1,3,6): also score the run's checkpoints there")
   args = p.parse_args(argv)
@@ -158,6 +188,12 @@ def main(argv=None):
   out = pathlib.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
   log = out / "results.jsonl"
+  if args.plot:
+    name, _, path = args.plot.partition("=")
+    results = {json.loads(line)["variant"]: json.loads(line) for line in log.read_text().splitlines()}
+    plot_curve(results[name], pathlib.Path(path))
+    print(f"wrote {path}")
+    return
   done = {json.loads(line)["variant"] for line in log.read_text().splitlines()} if log.exists() else set()
   def pending():
     specs = list(args.set)
