@@ -89,13 +89,9 @@ class TwoViewObjective(Objective):
     raise NotImplementedError
 
 
-@register_objective("infonce")
-class InfoNCE(TwoViewObjective):
-  default_config = {
-      "temperature": 0.5,
-      "invariances": ("flip", "scale"),  # which transformations the two views differ by
-      "projector_dims": (512, 128),
-  }
+class SoftmaxTemperature:
+  """Mixin of the objectives whose loss is a softmax over similarities / ``temperature`` (InfoNCE,
+  MoCo v3): the argument is checked > 0, and a small one is the first suspect of a NaN."""
 
   @classmethod
   def check_args(cls, args):
@@ -105,6 +101,15 @@ class InfoNCE(TwoViewObjective):
   @classmethod
   def nonfinite_hints(cls, args):
     return [f"raise --config.objectives.{cls.name}.temperature (now {args['temperature']:g})"]
+
+
+@register_objective("infonce")
+class InfoNCE(SoftmaxTemperature, TwoViewObjective):
+  default_config = {
+      "temperature": 0.5,
+      "invariances": ("flip", "scale"),  # which transformations the two views differ by
+      "projector_dims": (512, 128),
+  }
 
   def __init__(self, inputs, encoder):
     super().__init__(inputs, encoder)

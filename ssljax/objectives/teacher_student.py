@@ -35,7 +35,7 @@ from ssljax.config_checks import number_problem
 from ssljax.models.heads import MLPProjector
 from ssljax.objectives import losses, schedules
 from ssljax.objectives.base import Follower, LossOutput, Objective, register_objective
-from ssljax.objectives.infonce import TwoViewObjective
+from ssljax.objectives.infonce import SoftmaxTemperature, TwoViewObjective
 from ssljax.objectives.redundancy_reduction import VIEWS
 
 TEACHER = "teacher"                   # the follower's name, and its metrics' owner
@@ -171,7 +171,7 @@ class BYOL(TeacherTargets):
 
 
 @register_objective("moco_v3")
-class MoCoV3(TeacherTargets):
+class MoCoV3(SoftmaxTemperature, TeacherTargets):
   """Chen, Xie & He 2021: ``moco_v3(q1, k2, t) + moco_v3(q2, k1, t)``, q the online predictions
   and k the momentum encoder's projections; the negatives are every other key of the global
   batch. The ResNet variant's heads: a projector ending in BatchNorm, a predictor without it."""
@@ -184,15 +184,6 @@ class MoCoV3(TeacherTargets):
       "projector_dims": (1024, 256),
       "predictor_hidden_dims": (1024,),
   }
-
-  @classmethod
-  def check_args(cls, args):
-    problem = number_problem("temperature", args["temperature"], low=0, low_open=True)
-    return [problem] * bool(problem) + super().check_args(args)
-
-  @classmethod
-  def nonfinite_hints(cls, args):
-    return [f"raise --config.objectives.{cls.name}.temperature (now {args['temperature']:g})"]
 
   def symmetric_loss(self, p1, p2, t1, t2):
     t = float(self.args["temperature"])
