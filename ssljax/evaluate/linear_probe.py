@@ -34,12 +34,31 @@ def mean_ci95(values) -> tuple[float, float]:
   return float(values.mean()), float(half)
 
 
+def device_features(x: np.ndarray) -> jax.Array:
+  """``x`` as the fits read it: aliased, not copied, on the CPU (ssljax/evaluate/features.py).
+  bfloat16 features travel as their 16-bit patterns (uint16): XLA:CPU has no bfloat16 gather and
+  would convert the whole array to float32 (once, hoisted out of the training loop: the very copy
+  bfloat16 storage saves); ``gather_rows`` reinterprets the gathered rows."""
+  if x.dtype == jnp.bfloat16:
+    x = x.view(np.uint16)
+  return jax.device_put(x, may_alias=True)
+
+
+def gather_rows(x: jax.Array, idx: jax.Array) -> jax.Array:
+  """``x[idx]`` in float32, for ``x`` from ``device_features``."""
+  rows = x[idx]
+  if rows.dtype == jnp.uint16:
+    rows = jax.lax.bitcast_convert_type(rows, jnp.bfloat16)
+  return rows.astype(jnp.float32)
+
+
 @functools.partial(jax.jit, static_argnames=("num_classes", "epochs", "batch_size"))
 def fit_linear_grid(x, y, rows, mean, scale, lrs, weight_decays, seed, *, num_classes, epochs,
                     batch_size):
   """Softmax regressions on the standardised features ``(x[rows] - mean) * scale``, one per
   (``lrs[g]``, ``weight_decays[g]``), trained together on the same minibatches (order from
-  ``seed``); returns {'w': (G, D, K), 'b': (G, K)} of that standardised space.
+  ``seed``); returns {'w': (G, D, K), 'b': (G, K)} of that standardised space. ``x`` is float32,
+  or bfloat16 features as ``device_features`` passes them (their uint16 bit patterns).
 
   Minibatches are standardised as they are drawn, so the features are held once (a flattened map
   of 60k images is gigabytes) and never copied whole. The G fits share each drawn minibatch: the
@@ -61,7 +80,7 @@ def fit_linear_grid(x, y, rows, mean, scale, lrs, weight_decays, seed, *, num_cl
 
   def epoch(carry, key):
     def step(carry, idx):
-      xb = (x[idx].astype(jnp.float32) - mean) * scale  # features may be stored in bfloat16
+      xb = (gather_rows(x, idx) - mean) * scale
       return jax.vmap(update, in_axes=(0, 0, 0, 0, None, None))(*carry, lrs, weight_decays, xb,
                                                                  y[idx]), None
     order = rows[jax.random.permutation(key, n)[:steps_per_epoch * batch_size]]
@@ -133,8 +152,7 @@ def linear_probe(train_x, train_y, test_x, test_y, num_classes, probe_config,
   val_idx, fit_idx = validation_split(len(train_x), cfg.val_fraction)
   if train_x.dtype not in (np.float32, jnp.bfloat16):  # the stored dtypes; fits read float32
     train_x = np.asarray(train_x, np.float32)
-  # For every fit. On the CPU an aligned array (ssljax/evaluate/features.py) is aliased, not copied.
-  device_x, device_y = jax.device_put(train_x, may_alias=True), jnp.asarray(train_y)
+  device_x, device_y = device_features(train_x), jnp.asarray(train_y)  # for every fit
   mean, scale = feature_moments(train_x, fit_idx)
   settings = list(itertools.product(cfg.lrs, cfg.weight_decays))
   fits = fit_linear_grid(device_x, device_y, jnp.asarray(fit_idx), mean, scale,
