@@ -19,9 +19,9 @@ import ml_collections
 
 from ssljax.benchmark.suite import row
 
-# The budget, one value. The quickstart trains 3 epochs, but 12 rows x 3 seeds at 3 epochs would
-# take about 8 hours on the 2-core development machine, double what a table sitting may cost; at 1
-# epoch it is about 4 (the runner prints its estimate before it starts). The learning curve
+# The budget, one value. The quickstart trains 3 epochs, but 16 rows x 3 seeds at 3 epochs would
+# take about 12 hours on the 2-core development machine; at 1 epoch the runner estimates 5.7
+# (printed before it starts), filled in over several sittings. The learning curve
 # (--curve: 1, 3 and 10 epochs) shows how far each family's best row has got at this budget.
 EPOCHS = 1.0
 BATCH = 128  # every row: the quickstart's (chosen on validation), so rows take equal step counts
@@ -37,7 +37,7 @@ def get_config():
   s.encoder = "cnn"
   s.encoder_args = dict(widths=(32, 64, 128, 256))  # the quickstart's CNN
   s.epochs = EPOCHS
-  s.budget_note = ("The quickstart trains 3 epochs; the whole table at 3 would take about 8 h on "
+  s.budget_note = ("The quickstart trains 3 epochs; the whole table at 3 would take about 12 h on "
                    "the 2-core development machine, so rows are compared at 1 and the learning "
                    "curve shows where they stand at 3 and 10.")
   s.protocol_note = ("Linear probes: lr and weight decay chosen on a validation split carved from "
