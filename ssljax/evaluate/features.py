@@ -39,8 +39,10 @@ def aligned_empty(shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
   return raw[offset:offset + size].view(dtype).reshape(shape)
 
 
-def storage_dtype(name: str) -> np.dtype:
-  """The numpy dtype of ``config.probe.feature_dtype`` ('float32' or 'bfloat16')."""
+def storage_dtype(probe_config) -> np.dtype:
+  """The numpy dtype ``probe_config.feature_dtype`` names ('float32' or 'bfloat16'); a run saved
+  before the key existed stored float32."""
+  name = probe_config.get("feature_dtype", "float32")
   return np.dtype(jnp.bfloat16 if name == "bfloat16" else np.float32)
 
 

@@ -45,7 +45,7 @@ def probe_figures(exp, variables, train_images, train_labels, extra=()) -> tuple
   config, data = exp.config, exp.dataset
   features = lambda images, names, split: extract_features(
       exp.objective, variables, images, exp.mesh, names, desc=f"{split} features",
-      dtype=storage_dtype(config.probe.get("feature_dtype", "float32")))
+      dtype=storage_dtype(config.probe))
   probed = probed_features(config)
   needed = list(dict.fromkeys([*probed, config.knn.features]))
   train_all = features(train_images, needed, "train")
@@ -85,7 +85,7 @@ def teacher_probe(exp, variables, train_images, train_labels) -> dict | None:
   config, data, name = exp.config, exp.dataset, exp.config.probe.features
   features = lambda images, split: extract_features(
       exp.objective, teacher, images, exp.mesh, (name,), desc=f"teacher {split} features",
-      dtype=storage_dtype(config.probe.get("feature_dtype", "float32")))[name]
+      dtype=storage_dtype(config.probe))[name]
   probe = linear_probe(features(train_images, "train"), train_labels,
                        features(data.test_images, "test"), data.test_labels, data.num_classes,
                        config.probe)
