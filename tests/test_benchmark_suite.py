@@ -338,3 +338,17 @@ def test_the_shipped_suite_has_a_row_for_every_objective_with_a_config(monkeypat
   configs = check_commands(plan(suite, "runs/suites", seeds=[0]))  # every row's command parses
   assert {c.encoders.cnn.widths for c in configs} == {(32, 64, 128, 256)}
   assert {c.batch_size for c in configs} == {128} and {c.epochs for c in configs} == {1.0}
+
+
+def test_the_quickstart_budget_suite_runs_every_joint_embedding_objective_at_the_quickstarts_budget(
+    monkeypatch):
+  monkeypatch.chdir(ROOT)
+  from ssljax.base_config import load_experiment
+  quickstart = load_experiment(ROOT / "experiments" / "fmnist_infonce.py")
+  suite = load_suite(ROOT / "experiments" / "suites" / "fmnist_quickstart_budget.py")
+  assert {"infonce", "vicreg", "barlow_twins", "lejepa", "byol", "simsiam", "moco_v3",
+          "dino"} <= {r.name for r in suite.rows}
+  configs = check_commands(plan(suite, "runs/suites"))
+  assert {c.epochs for c in configs} == {quickstart.epochs}
+  assert {c.batch_size for c in configs} == {quickstart.batch_size}
+  assert {c.encoders.cnn.widths for c in configs} == {tuple(quickstart.encoders.cnn.widths)}

@@ -42,12 +42,16 @@ COLUMNS = (
            True, "random_init.linear_probes.last_stage.top1"),
     Column("knn", "knn.top1", "kNN, pooled", 4, True, "random_init.knn.top1"),
     Column("online_probe", "online_probe.top1", "online probe", 4, True),
+    # The EMA teacher's own linear probe (BYOL, MoCo v3, DINO: their reports' teacher_probe).
+    Column("teacher_probe", "teacher_probe.top1", "teacher probe", 4, True),
     Column("rankme", "rankme.encoder", "RankMe", 1),
     Column("lidar", "lidar.encoder", "LiDAR", 1),
     Column("align", "align", "align", 3),
     Column("uniform", "uniform", "uniform", 3),
     Column("invariance_flip", "invariance.flip.score", "inv. flip", 3),
     Column("invariance_scale", "invariance.scale.score", "inv. scale", 3),
+    # Collapse watch: the std of the normalised projector output over its healthy 1/sqrt(D).
+    Column("collapse", "collapse.ratio", "collapse watch", 2),
     Column("images_per_s", "pretrain.images_per_s", "images/s", 0),
 )
 HEADLINE = "probe_pooled"  # what the bar chart, the curve and the directions compare
