@@ -15,7 +15,8 @@ a validation split carved from train with the linear probe's own split (seeded, 
 - ``map_val`` (with ``--map``): the same linear probe on the flattened final map.
 
 ``--curve 1,3,6`` also scores the checkpoints a run passes at those epochs (``curve`` in its line):
-the learning curve of one longer run.
+the learning curve of one longer run. ``--rescore OLD=NEW --curve ...`` scores a finished variant's
+checkpoints again under today's probe settings (after the probe changes), without training.
 
 The same figures of the untrained encoder of the variant's architecture and seed are computed too
 (``random_*``), so every line says what pretraining added. The test split is never read. Results are
@@ -85,7 +86,7 @@ def validation_figures(exp, variables, with_map: bool) -> dict:
 
 
 def run_variant(name: str, overrides: dict, out: pathlib.Path, with_map: bool,
-                curve_epochs: tuple[float, ...] = ()) -> dict:
+                curve_epochs: tuple[float, ...] = (), run_name: str | None = None) -> dict:
   from ssljax.base_config import load_experiment
   from ssljax.evaluate.features import variables_of
   from ssljax.rundir import resolved_config, write_config
@@ -108,7 +109,7 @@ def run_variant(name: str, overrides: dict, out: pathlib.Path, with_map: bool,
         b - a for a, b in zip([0, *curve_steps], curve_steps))
     config.keep_checkpoints = 10 ** 6
     exp = build_experiment(config)
-  workdir = out / name
+  workdir = out / (run_name or name)  # another variant's directory: scored again, not retrained
   workdir.mkdir(parents=True, exist_ok=True)
   write_config(workdir, resolved_config(config))  # so `python -m ssljax.evaluate` can read it
   writer = MetricsWriter(workdir, config.to_dict(), config.wandb, True)
@@ -179,6 +180,9 @@ def main(argv=None):
   p.add_argument("--out", default="runs/quickstart_search")
   p.add_argument("--plot", default="", metavar="VARIANT=PATH",
                  help="draw the learning curve of a finished --curve variant to PATH and exit")
+  p.add_argument("--rescore", default="", metavar="VARIANT=NEW",
+                 help="score a finished variant's run directory again (its final state and --curve "
+                      "checkpoints) under today's probe settings, logged as NEW; no training")
   p.add_argument("--curve", default="",
                  help="comma-separated epochs (e.g. 1,3,6): also score the run's checkpoints there")
   args = p.parse_args(argv)
@@ -205,6 +209,21 @@ def main(argv=None):
       name, _, rest = spec.partition("=")
       todo.append((name, parse_overrides(rest)))
     return [(name, overrides) for name, overrides in todo if name not in done]
+
+  if args.rescore:
+    # A finished variant's checkpoints scored again under today's probe settings: its run
+    # directory already holds the final state, so pretraining resumes there and does no step.
+    old_name, _, new_name = args.rescore.partition("=")
+    results = {json.loads(line)["variant"]: json.loads(line) for line in log.read_text().splitlines()}
+    old = results[old_name]
+    curve = tuple(float(e) for e in args.curve.split(",") if e)
+    result = run_variant(new_name, old["overrides"], out, args.map, curve, run_name=old_name)
+    result.update(rescored_from=old_name, pretrain_wall_s=old["pretrain_wall_s"],
+                  images_per_s=old["images_per_s"])
+    with log.open("a") as f:
+      f.write(json.dumps(result) + "\n")
+    print(json.dumps(result), flush=True)
+    return
 
   while pending():
     name, overrides = pending()[0]

@@ -30,7 +30,7 @@ def get_config():
   s.encoder = QUICKSTART.encoder
   s.encoder_args = dict(widths=tuple(QUICKSTART.encoders[QUICKSTART.encoder].widths))
   s.epochs = float(QUICKSTART.epochs)
-  steps = int(QUICKSTART.epochs * 60000) // QUICKSTART.batch_size
+  steps = int(QUICKSTART.epochs * (60000 // QUICKSTART.batch_size))  # whole batches per epoch
   s.budget_note = (f"The quickstart's budget: {QUICKSTART.epochs:g} epochs of batch "
                    f"{QUICKSTART.batch_size} ({steps:,} steps), every row with the warmup of its "
                    f"experiment config.")
