@@ -45,6 +45,14 @@ def row(name: str, experiment: str, family: str, what: str, cost: float = 1.0, *
           "cost": float(cost), "overrides": overrides}
 
 
+def rows_from(suite_file, names) -> tuple[dict, ...]:
+  """Rows of another suite file, by name, as :func:`row` entries: a suite that runs some of a
+  table's rows at another budget takes them from that table, so each row has one owner."""
+  suite = load_suite(suite_file)
+  return tuple(row(r.name, r.experiment, r.family, r.what, r.cost, **r.overrides)
+               for r in map(suite.row, names))
+
+
 @dataclasses.dataclass(frozen=True)
 class Row:
   name: str
