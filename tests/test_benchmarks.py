@@ -1,5 +1,6 @@
 """The throughput benchmark runs end to end on a tiny CNN and counts a step's FLOPs the same on one
-device and on two (XLA's cost analysis of an SPMD program covers one device's share only)."""
+device and on two (XLA's cost analysis of an SPMD program covers one device's share only); the
+kNN benchmark runs its fused reference beside the library's split top-k and finds them equal."""
 import math
 import os
 import pathlib
@@ -43,3 +44,16 @@ def test_published_peaks_by_device_kind():
   # Unknown kinds get no peak rather than a neighbour's: an L40S is not an L4, an NVL not an SXM.
   for kind in ("NVIDIA L40S", "NVIDIA H100 NVL", "cpu", "", None):
     assert math.isnan(peak(kind)), kind
+
+
+def test_the_knn_benchmark_compares_the_fused_reference_with_the_library():
+  script = ROOT / "experiments" / "benchmarks" / "knn_topk.py"
+  proc = subprocess.run([sys.executable, str(script), "--bank", "4096", "--queries", "1024",
+                         "--dim", "16", "--k", "20", "--repeats", "1"],
+                        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                        text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert "predictions agree: True" in proc.stdout
+  assert "'split': False" in proc.stdout  # the library's top-k never sorts the whole bank
+  assert re.search(r"^knn_topk fused_s=[\d.]+ split_s=[\d.]+ speedup=[\d.]+$",
+                   proc.stdout.strip().splitlines()[-1])
