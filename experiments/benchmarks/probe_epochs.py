@@ -8,8 +8,8 @@ validation split only, with the wall time of each grid fit.
 The probe's epochs are the bulk of an evaluation's time (the flattened map of the quickstart is
 12,544-d), and fewer epochs are only worth it if the validation top-1 the grid chooses by does not
 move: this prints, per representation and encoder, the best validation top-1 of the grid and its
-setting at each epoch count, beside the seconds the grid took (the same compiled call the report's
-probe makes, ``fit_linear_grid``; its compile, a few seconds, included). The test split is never read. Last line per (encoder,
+setting at each epoch count, beside the seconds the grid took (the report's own
+``validation_grid``; its compile, a few seconds, included). The test split is never read. Last line per (encoder,
 representation): ``probe_epochs encoder=... features=... epochs=... val_top1=... grid_s=...``.
 """
 from __future__ import annotations
@@ -26,28 +26,18 @@ sys.path.insert(0, str(ROOT))
 
 
 def grid_validation(features, labels, probe_config, num_classes: int, epochs: int) -> dict:
-  """The probe's grid at ``epochs``: best validation top-1, its setting and the fit's seconds."""
-  import jax
+  """The probe's grid at ``epochs`` (the report's own ``validation_grid``): the best validation
+  top-1, its setting and the seconds the grid took, its validation logits included."""
   import jax.numpy as jnp
-  import numpy as np
   from ssljax.evaluate import linear_probe as lp
-  val_idx, fit_idx = lp.validation_split(len(features), probe_config.val_fraction)
-  device_x, device_y = lp.device_features(features), jnp.asarray(labels)
-  mean, scale = lp.feature_moments(features, fit_idx)
-  settings = list(itertools.product(probe_config.lrs, probe_config.weight_decays))
+  cfg = probe_config.copy_and_resolve_references()
+  cfg.epochs = epochs
   t0 = time.perf_counter()
-  fits = lp.fit_linear_grid(device_x, device_y, jnp.asarray(fit_idx), mean, scale,
-                            jnp.asarray([lr for lr, _ in settings]),
-                            jnp.asarray([wd for _, wd in settings]), 0, num_classes=num_classes,
-                            epochs=epochs, batch_size=int(probe_config.batch_size))
-  jax.block_until_ready(fits)
+  grid = lp.validation_grid(features, labels, lp.device_features(features), jnp.asarray(labels),
+                            num_classes, cfg)
   seconds = time.perf_counter() - t0
-  scores = []
-  for g, (lr, wd) in enumerate(settings):
-    logits = lp.linear_logits(jax.tree.map(lambda a: a[g], fits), features, mean, scale, val_idx)
-    scores.append((lp.topk_accuracy(logits, np.asarray(labels)[val_idx], 1), lr, wd))
-  best = max(scores)
-  return {"epochs": epochs, "val_top1": best[0], "lr": best[1], "wd": best[2],
+  best = max(grid, key=lambda g: g["val_top1"])
+  return {"epochs": epochs, "val_top1": best["val_top1"], "lr": best["lr"], "wd": best["wd"],
           "grid_s": round(seconds, 1)}
 
 

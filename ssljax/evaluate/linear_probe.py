@@ -140,6 +140,26 @@ def validation_split(n: int, val_fraction: float) -> tuple[np.ndarray, np.ndarra
   return order[:n_val], order[n_val:]
 
 
+def validation_grid(train_x, train_y, device_x, device_y, num_classes, cfg) -> list[dict]:
+  """Step 2 of the protocol: the lr x wd grid of ``cfg`` fit side by side on the train split less
+  its validation split, and each setting's validation top-1 ({'lr', 'wd', 'val_top1'} per
+  setting); ``device_x`` / ``device_y`` are ``train_x`` / ``train_y`` as ``device_features`` and
+  ``jnp.asarray`` put them."""
+  val_idx, fit_idx = validation_split(len(train_x), cfg.val_fraction)
+  mean, scale = feature_moments(train_x, fit_idx)
+  settings = list(itertools.product(cfg.lrs, cfg.weight_decays))
+  fits = fit_linear_grid(device_x, device_y, jnp.asarray(fit_idx), mean, scale,
+                         jnp.asarray([lr for lr, _ in settings]),
+                         jnp.asarray([wd for _, wd in settings]), 0, num_classes=num_classes,
+                         epochs=int(cfg.epochs), batch_size=int(cfg.batch_size))
+  grid = []
+  for g, (lr, wd) in enumerate(settings):
+    logits = linear_logits(jax.tree.map(lambda a: a[g], fits), train_x, mean, scale, val_idx)
+    grid.append({"lr": lr, "wd": wd,
+                 "val_top1": topk_accuracy(logits, np.asarray(train_y)[val_idx], 1)})
+  return grid
+
+
 def linear_probe(train_x, train_y, test_x, test_y, num_classes, probe_config,
                  desc: str = "linear probe") -> dict:
   """Runs the whole protocol; returns the ``linear_probe`` section of the report."""
@@ -149,21 +169,11 @@ def linear_probe(train_x, train_y, test_x, test_y, num_classes, probe_config,
              leave=False, disable=jax.process_index() != 0)
   fit = functools.partial(fit_linear, num_classes=num_classes, epochs=int(cfg.epochs),
                           batch_size=int(cfg.batch_size))
-  val_idx, fit_idx = validation_split(len(train_x), cfg.val_fraction)
   if train_x.dtype not in (np.float32, jnp.bfloat16):  # the stored dtypes; fits read float32
     train_x = np.asarray(train_x, np.float32)
   device_x, device_y = device_features(train_x), jnp.asarray(train_y)  # for every fit
-  mean, scale = feature_moments(train_x, fit_idx)
-  settings = list(itertools.product(cfg.lrs, cfg.weight_decays))
-  fits = fit_linear_grid(device_x, device_y, jnp.asarray(fit_idx), mean, scale,
-                         jnp.asarray([lr for lr, _ in settings]),
-                         jnp.asarray([wd for _, wd in settings]), 0, num_classes=num_classes,
-                         epochs=int(cfg.epochs), batch_size=int(cfg.batch_size))
+  grid = validation_grid(train_x, train_y, device_x, device_y, num_classes, cfg)
   bar.update()
-  grid = []
-  for g, (lr, wd) in enumerate(settings):
-    logits = linear_logits(jax.tree.map(lambda a: a[g], fits), train_x, mean, scale, val_idx)
-    grid.append({"lr": lr, "wd": wd, "val_top1": topk_accuracy(logits, train_y[val_idx], 1)})
   best = max(grid, key=lambda g: g["val_top1"])
   every_row = np.arange(len(train_x))
   mean, scale = feature_moments(train_x, every_row)
