@@ -106,6 +106,35 @@ def finished_records(runs: list[RunSpec], suite_root) -> list[tuple[RunSpec, dic
   return out
 
 
+def recorded_runs(suite: Suite, root, runs: list[RunSpec], results_dir) -> dict[pathlib.Path, dict]:
+  """Runs finished in an earlier sitting whose directories are not on this machine (``runs/`` is
+  not committed; a fresh clone has only the results JSON): workdir -> the run's record in
+  ``results_dir``'s JSON. The table is then filled in over several sittings on different machines
+  without rerunning what is done. A record made under another config than the suite gives the run
+  now is left out, so the run is made again; a run directory with its report always wins."""
+  import json
+  from ssljax.benchmark.suite import check_commands, config_conflicts
+  path = results_paths(results_dir, suite)["json"] if results_dir else None
+  try:
+    stored = json.loads(path.read_text()) if path else {}
+  except (OSError, ValueError):
+    return {}
+  by_dir = {(row["name"], record["dir"]): record
+            for row in stored.get("rows", ()) for record in row.get("runs", ())}
+  candidates = [(run, by_dir.get((run.row.name, shown_path(run.workdir, suite_dir(root, suite)))))
+                for run in runs if not run.finished()]
+  candidates = [(run, record) for run, record in candidates if record]
+  out = {}
+  for (run, record), config in zip(candidates, check_commands([r for r, _ in candidates])):
+    conflicts = config_conflicts(record.get("config") or {}, config)
+    if conflicts:
+      print(f"{run.label}: its record in {shown_path(path)} was made with another config "
+            f"({', '.join(conflicts[:3])}); running it again")
+    else:
+      out[run.workdir] = record
+  return out
+
+
 def row_entry(suite: Suite, name: str, records: list[dict]) -> dict:
   row = suite.row(name)
   return {"name": row.name, "family": row.family, "what": row.what, "experiment": row.experiment,
@@ -173,11 +202,14 @@ def best_by_family(document: dict) -> dict[str, str]:
   return {family: name for family, (_, name) in best.items()}
 
 
-def build_document(suite: Suite, root) -> dict:
-  """The whole results document of ``suite`` from the run directories under ``root``."""
+def build_document(suite: Suite, root, recorded: dict[pathlib.Path, dict] | None = None) -> dict:
+  """The whole results document of ``suite`` from the run directories under ``root``, and from
+  ``recorded`` (``recorded_runs``) for the runs finished in an earlier sitting elsewhere."""
   from ssljax.benchmark.directions import check_directions
   runs = plan(suite, root)
-  finished = finished_records(runs, suite_dir(root, suite))
+  from_dirs = {run.workdir: record for run, record in finished_records(runs, suite_dir(root, suite))}
+  finished = [(run, from_dirs.get(run.workdir) or (recorded or {}).get(run.workdir)) for run in runs]
+  finished = [(run, record) for run, record in finished if record]
   rows = []
   for row in suite.rows:
     records = [record for run, record in finished if run.row.name == row.name]

@@ -14,10 +14,10 @@ import os
 import pathlib
 import re
 
-from ssljax.benchmark.aggregate import COLUMNS, build_document, results_paths
+from ssljax.benchmark.aggregate import COLUMNS, build_document, recorded_runs, results_paths
 from ssljax.benchmark.directions import describe_side
 from ssljax.benchmark.plots import plot_curve, plot_probe_bars
-from ssljax.benchmark.suite import Suite
+from ssljax.benchmark.suite import Suite, plan
 
 
 def cell(stats: dict | None, column) -> str:
@@ -166,10 +166,14 @@ def update_readme(readme: pathlib.Path, document: dict, results_dir: pathlib.Pat
   return True
 
 
-def write_results(suite: Suite, root, results_dir, readme=None) -> dict | None:
+def write_results(suite: Suite, root, results_dir, readme=None,
+                  recorded: dict | None = None) -> dict | None:
   """Aggregates the finished runs into ``results_dir`` (JSON, Markdown, plots) and the README's
-  section; returns the document, or None while no run has finished (nothing is written)."""
-  document = build_document(suite, root)
+  section; returns the document, or None while no run has finished (nothing is written).
+  ``recorded``: the runs of earlier sittings kept from the JSON (default: read it now)."""
+  if recorded is None:
+    recorded = recorded_runs(suite, root, plan(suite, root), results_dir)
+  document = build_document(suite, root, recorded)
   if not document["finished_runs"]:
     return None
   paths = results_paths(results_dir, suite)

@@ -8,7 +8,7 @@ import pathlib
 import shlex
 
 from ssljax.benchmark import runner
-from ssljax.benchmark.aggregate import best_by_family, build_document
+from ssljax.benchmark.aggregate import best_by_family, build_document, recorded_runs
 from ssljax.benchmark.results_page import write_results
 from ssljax.benchmark.suite import (Row, RunSpec, Suite, check_commands, check_up_to_date, plan,
                                     suite_dir)
@@ -27,16 +27,21 @@ def describe(report: dict) -> str:
   return f"pooled probe {probe:.4f}" + (f" (untrained {untrained:.4f})" if untrained else "")
 
 
-def announce(suite: Suite, runs: list[RunSpec], what: str, root) -> list[RunSpec]:
-  """Prints the plan and its estimated wall time; returns the runs still to do."""
-  pending = [r for r in runs if not r.finished()]
+def announce(suite: Suite, runs: list[RunSpec], what: str, root,
+             recorded: dict | None = None) -> list[RunSpec]:
+  """Prints the plan and its estimated wall time; returns the runs still to do (``recorded``:
+  those finished in an earlier sitting, kept from the results JSON, are done)."""
+  recorded = recorded or {}
+  pending = [r for r in runs if not r.finished() and r.workdir not in recorded]
   resuming = sum(r.started() for r in pending)
   # Every finished run measures the machine, the table's and the curve's alike.
   finished = list({r.workdir: r for r in [*plan(suite, root), *runs] if r.finished()}.values())
   seconds, how = runner.estimate(suite, pending, finished)
   print(f"suite {suite.name}: {what}: {len(runs)} run(s) under {suite_dir(root, suite)}/; "
         f"{len(runs) - len(pending)} finished, {len(pending)} to run"
-        + (f" ({resuming} resume from a checkpoint)" if resuming else ""))
+        + (f" ({resuming} resume from a checkpoint)" if resuming else "")
+        + (f"; {len(recorded)} finished in an earlier sitting, kept from the results JSON"
+           if recorded else ""))
   if pending:
     print(f"estimated wall time: {runner.duration(seconds)} ({how})", flush=True)
   return pending
@@ -45,15 +50,17 @@ def announce(suite: Suite, runs: list[RunSpec], what: str, root) -> list[RunSpec
 def execute(suite: Suite, runs: list[RunSpec], what: str, root, results, readme,
             dry_run: bool) -> runner.Outcome:
   check_up_to_date(runs)  # a changed suite file must not mix old runs into the new table
-  pending = announce(suite, runs, what, root)
+  recorded = recorded_runs(suite, root, plan(suite, root), results)
+  pending = announce(suite, runs, what, root, recorded)
   check_commands(pending)  # every command parses before the first one starts
   if dry_run:
     for run in pending:
       print(shlex.join(run.command))
-    return runner.Outcome(skipped=[r for r in runs if r.finished()])
-  outcome = runner.run_plan(runs, lambda run: write_results(suite, root, results, readme),
-                            describe)
-  document = write_results(suite, root, results, readme)
+    return runner.Outcome(skipped=[r for r in runs if r not in pending])
+  outcome = runner.run_plan(
+      [r for r in runs if r.workdir not in recorded],
+      lambda run: write_results(suite, root, results, readme, recorded), describe)
+  document = write_results(suite, root, results, readme, recorded)
   if document:
     print(f"table: {pathlib.Path(results) / (suite.name + '.md')} ({document['finished_runs']} "
           f"of {document['expected_runs']} runs; also .json and plots)")

@@ -238,24 +238,29 @@ FINISHED_FREE_KEYS = {"log_every", "checkpoint_every", "keep_checkpoints", "devi
                       "nonfinite"}
 
 
-def stale_runs(runs: list[RunSpec], configs: list[ml_collections.ConfigDict]) -> list[str]:
-  """'label: key: saved -> now' for each run whose saved config.json differs from the config its
-  command gives now (the suite file changed since): its figures are not the table's any more."""
+def config_conflicts(saved: dict, config: ml_collections.ConfigDict) -> list[str]:
+  """'key: saved -> now' for each setting of a finished run's saved config (config.json, or a
+  results record's ``config``) that differs from ``config``, the one its command gives now."""
   import json
   from ssljax.base_config import base_config
   from ssljax.config_checks import resume_conflicts
-  from ssljax.rundir import PROVENANCE, read_config, resolved_config
+  from ssljax.rundir import PROVENANCE, resolved_config
   as_json = lambda d: json.loads(json.dumps(d))  # tuples -> lists, as config.json holds them
+  saved = {k: v for k, v in saved.items() if k != PROVENANCE}
+  defaults = base_config()
+  defaults.encoder, defaults.objective = config.encoder, config.objective
+  return resume_conflicts(saved, as_json(resolved_config(config)),
+                          as_json(resolved_config(defaults)), ("wandb.",), FINISHED_FREE_KEYS)
+
+
+def stale_runs(runs: list[RunSpec], configs: list[ml_collections.ConfigDict]) -> list[str]:
+  """'label: key: saved -> now' for each run whose saved config.json differs from the config its
+  command gives now (the suite file changed since): its figures are not the table's any more."""
+  from ssljax.rundir import read_config
   out = []
   for run, config in zip(runs, configs):
-    saved = {k: v for k, v in read_config(run.workdir, missing_ok=True).items() if k != PROVENANCE}
-    if not saved:
-      continue
-    defaults = base_config()
-    defaults.encoder, defaults.objective = config.encoder, config.objective
-    conflicts = resume_conflicts(saved, as_json(resolved_config(config)),
-                                 as_json(resolved_config(defaults)), ("wandb.",),
-                                 FINISHED_FREE_KEYS)
+    saved = read_config(run.workdir, missing_ok=True)
+    conflicts = config_conflicts(saved, config) if saved else []
     if conflicts:
       out.append(f"{run.label}: {', '.join(conflicts[:3])}")
   return out
