@@ -141,6 +141,30 @@ def test_a_run_killed_mid_way_resumes_from_its_checkpoint(tiny):
   assert "Resuming from the checkpoint at step" in log and log.count("$ ") == 2
 
 
+def test_a_fresh_clone_keeps_the_committed_records_and_reruns_only_stale_ones(tiny, tmp_path,
+                                                                            capsys):
+  # A new machine: the results JSON is committed, the run directories are not.
+  results, fresh_root = tmp_path / "results", tmp_path / "runs"
+  results.mkdir()
+  stored = json.loads((tiny.results / "tiny.json").read_text())
+  (results / "tiny.json").write_text(json.dumps(stored))
+  outcome = run_suite.run_table(tiny.loaded, list(tiny.loaded.rows), tiny.loaded.seeds, fresh_root,
+                                results, dry_run=True)
+  out = capsys.readouterr().out
+  assert "0 to run; 4 finished in an earlier sitting" in out and len(outcome.skipped) == 4
+  kept = write_results(tiny.loaded, fresh_root, results)
+  assert kept["finished_runs"] == 4 and kept["rows"] == stored["rows"]
+  # A record made under other settings than the suite gives its run now is not the table's.
+  stored["rows"][0]["runs"][1]["config"]["probe"]["seeds"] = 3
+  (results / "tiny.json").write_text(json.dumps(stored))
+  run_suite.run_table(tiny.loaded, list(tiny.loaded.rows), tiny.loaded.seeds, fresh_root, results,
+                      dry_run=True)
+  out = capsys.readouterr().out
+  assert "a seed 1: its record in" in out and "probe.seeds: 3 -> 2); running it again" in out
+  assert "1 to run; 3 finished in an earlier sitting" in out
+  assert "--workdir=" + str(fresh_root / "tiny" / "a" / "seed1") in out
+
+
 # A child that counts the SIGTERMs it receives; the runner must forward exactly one.
 COUNTING_CHILD = """
 import signal, sys, time

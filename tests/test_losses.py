@@ -1,6 +1,7 @@
 """Loss functions against small hand-computed cases."""
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -45,6 +46,18 @@ def test_align_loss_zero_for_identical_pairs_and_hand_value():
   assert float(losses.align_loss(x, x)) == 0.0
   y = jnp.array([[0.0, 1.0], [0.0, 1.0]])  # first pair at distance sqrt(2), second identical
   assert float(losses.align_loss(x, y, alpha=2)) == pytest.approx((2.0 + 0.0) / 2)
+
+
+@pytest.mark.parametrize("alpha", [1.0, 2.0])
+def test_align_loss_gradient_is_finite_at_an_identical_pair(alpha):
+  # d/dx mean_i ||x_i - y_i||^alpha = alpha ||d_i||^(alpha-2) d_i / N, and 0 for a pair with d_i = 0
+  # (the subgradient PyTorch's norm takes, in the authors' code).
+  x = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+  y = jnp.array([[0.0, 1.0], [0.0, 1.0]])  # the second pair is identical
+  grad = np.asarray(jax.grad(lambda a: losses.align_loss(a, y, alpha))(x))
+  d = np.array([1.0, -1.0])
+  expected = np.array([alpha * np.linalg.norm(d) ** (alpha - 2) * d / 2, [0.0, 0.0]])
+  np.testing.assert_allclose(grad, expected, rtol=1e-6)
 
 
 def test_uniform_loss_hand_value_and_geometry():

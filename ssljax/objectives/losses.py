@@ -31,7 +31,12 @@ def info_nce(z1: jax.Array, z2: jax.Array, temperature: float) -> jax.Array:
 
 def align_loss(x: jax.Array, y: jax.Array, alpha: float = 2) -> jax.Array:
   """Wang & Isola's alignment: mean over pairs of ||x_i - y_i||_2^alpha (inputs L2-normalised)."""
-  return jnp.mean(jnp.linalg.norm(x - y, axis=1) ** alpha)
+  # As (||d||^2)^(alpha/2), with no square root: its gradient at d = 0 (a pair of identical views)
+  # is 0 * inf = NaN, and a single such pair made the whole step's gradient NaN. PyTorch's norm,
+  # which the authors' code uses, gives 0 there; so does this.
+  sq = jnp.sum(jnp.square(x - y), axis=1)
+  safe = jnp.where(sq > 0, sq, 1.0)
+  return jnp.mean(jnp.where(sq > 0, safe ** (alpha / 2), 0.0))
 
 
 def uniform_loss(x: jax.Array, t: float = 2) -> jax.Array:
