@@ -7,8 +7,8 @@ sim_coeff·MSE(z1, z2) + std_coeff·variance hinge + cov_coeff·off-diagonal cov
 
 Everything but the objective is the quickstart's (fmnist_infonce.py: encoder, views, optimizer,
 budget, probes), so the pair compares the formulas. The objective's arguments are its defaults
-(ssljax/objectives/redundancy_reduction.py), chosen for small data; their validation figures are
-to be filled in by the measurement runs.
+(ssljax/objectives/redundancy_reduction.py): the paper's coefficients, and expander widths chosen
+on the probe's validation split at this budget (the table in that module's docstring).
 """
 from ssljax.base_config import quickstart_with_objective
 

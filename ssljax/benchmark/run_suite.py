@@ -1,6 +1,8 @@
 """What ``python -m ssljax.benchmark`` does, as functions: fill in the table, the learning curve, or
 check one run. Each prints its plan and estimate before anything starts, runs what is missing, and
-re-aggregates after every finished run, so the table on disk is current whenever it stops.
+re-aggregates after every finished run, so the table on disk is current whenever it stops. A run
+recorded in the committed results JSON is finished too, on a machine without its directory
+(``aggregate.recorded_runs``): the table fills in over sittings on fresh clones.
 """
 from __future__ import annotations
 
