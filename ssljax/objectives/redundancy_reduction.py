@@ -30,9 +30,10 @@ lejepa         2048 (out 128)      (stalled: below)    –
 protocol, decides; one pretraining seed each, so a difference
 under about half a point is not told apart from the seed. The final layer has a bias where
 VICReg's and Barlow Twins' do not; it cancels in the invariance term and is centred away by every
-other term. The LeJEPA run at 2048 stalled twice, at step ~300 and ~120 of 1,404: one device's
-share of a step took over a minute, and XLA:CPU aborts a collective that waits that long; not yet
-understood, and not seen at 1024.
+other term. The LeJEPA run at 2048 stalled twice: at step ~300 of 1,404 one device waited a
+minute at the gradient all-reduce for the other's share of the step, and XLA:CPU aborted the
+process; rerun, it stalled again at step ~120 and was stopped. Not yet understood; not seen at
+1024 (its validation run, and the quickstart-budget table's run).
 """
 from __future__ import annotations
 
