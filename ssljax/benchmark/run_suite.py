@@ -52,15 +52,16 @@ def announce(suite: Suite, runs: list[RunSpec], what: str, root,
 def execute(suite: Suite, runs: list[RunSpec], what: str, root, results, readme,
             dry_run: bool) -> runner.Outcome:
   check_up_to_date(runs)  # a changed suite file must not mix old runs into the new table
-  recorded = recorded_runs(suite, root, plan(suite, root), results)
-  pending = announce(suite, runs, what, root, recorded)
+  recorded = recorded_runs(suite, root, plan(suite, root), results)  # the table's, for its page
+  done_elsewhere = {w: r for w, r in recorded.items() if w in {run.workdir for run in runs}}
+  pending = announce(suite, runs, what, root, done_elsewhere)
   check_commands(pending)  # every command parses before the first one starts
   if dry_run:
     for run in pending:
       print(shlex.join(run.command))
     return runner.Outcome(skipped=[r for r in runs if r not in pending])
   outcome = runner.run_plan(
-      [r for r in runs if r.workdir not in recorded],
+      [r for r in runs if r.workdir not in done_elsewhere],
       lambda run: write_results(suite, root, results, readme, recorded), describe)
   document = write_results(suite, root, results, readme, recorded)
   if document:
@@ -80,14 +81,16 @@ def run_table(suite: Suite, rows: list[Row], seeds, root, results, readme=None,
                  readme, dry_run)
 
 
-def curve_rows(suite: Suite, root, only: list[Row] | None = None) -> list[Row]:
+def curve_rows(suite: Suite, root, only: list[Row] | None = None, results=None) -> list[Row]:
   """``only`` if given; else the suite's ``curve.rows``; else InfoNCE and the best finished row of
-  each family (families with no finished run yet are left out until they have one)."""
+  each family (families with no finished run yet are left out until they have one), the runs
+  recorded in ``results``' JSON included."""
   if only:
     return only
   named = tuple((suite.config.get("curve") or {}).get("rows", ()))
   if not named:
-    best = best_by_family(build_document(suite, root))
+    recorded = recorded_runs(suite, root, plan(suite, root), results)
+    best = best_by_family(build_document(suite, root, recorded))
     named = tuple(dict.fromkeys([*(n for n in CURVE_ALWAYS if n in {r.name for r in suite.rows}),
                                  *best.values()]))
   return [suite.row(name) for name in named]
@@ -102,7 +105,7 @@ def run_curve(suite: Suite, root, results, readme=None, only: list[Row] | None =
     from ssljax.errors import UserError
     raise UserError(f"suite {suite.name} declares no curve.epochs; add curve=dict(epochs=(1, 3, "
                     "10)) to its get_config()")
-  rows = curve_rows(suite, root, only)
+  rows = curve_rows(suite, root, only, results)
   seed = int(curve.get("seed", suite.seeds[0]))
   runs = [run for e in epochs for run in plan(suite, root, rows, [seed], epochs=e)]
   print(f"learning curve: {', '.join(r.name for r in rows)} at {', '.join(f'{e:g}' for e in epochs)}"

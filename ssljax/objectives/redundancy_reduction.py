@@ -27,10 +27,11 @@ lejepa         2048 (out 128)      (stalled: below)    –
 =============  ==================  ==================  ==========
 
 (The untrained encoder: 0.8627 / 0.7948.) The linear probe on pooled features, the standard
-protocol, decides; one pretraining seed each, so a difference
-under about half a point is not told apart from the seed. The final layer has a bias where
-VICReg's and Barlow Twins' do not; it cancels in the invariance term and is centred away by every
-other term. The LeJEPA run at 2048 stalled twice: at step ~300 of 1,404 one device waited a
+protocol, decides; one pretraining seed each, so a difference under about half a point is not told
+apart from the seed. Barlow Twins' 2048 costs half its speed against VICReg's 1024 (283 vs 566
+images/s, ``experiments/benchmarks/throughput.py --objective NAME``). The final layer has a bias
+where VICReg's and Barlow Twins' do not; it cancels in the invariance term and is centred away by
+every other term. The LeJEPA run at 2048 stalled twice: at step ~300 of 1,404 one device waited a
 minute at the gradient all-reduce for the other's share of the step, and XLA:CPU aborted the
 process; rerun, it stalled again at step ~120 and was stopped. Not yet understood; not seen at
 1024 (its validation run, and the quickstart-budget table's run).
