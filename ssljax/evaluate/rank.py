@@ -23,11 +23,10 @@ import math
 from typing import Mapping
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ssljax.data import views
-from ssljax.evaluate.geometry import Embed, _views_in_chunks
+from ssljax.evaluate.geometry import Embed, _views_in_chunks, same_views
 from ssljax.objectives import losses
 
 RANKME_EPS = 1e-7   # Garrido et al.'s epsilon inside the entropy
@@ -71,10 +70,13 @@ def lidar(embeddings: np.ndarray, delta: float = LIDAR_DELTA, eps: float = LIDAR
   return effective_rank(np.linalg.eigvalsh((lda + lda.T) / 2), eps)
 
 
+_normalized_std = jax.jit(losses.normalized_std)  # one program, not a dozen op by op
+
+
 def collapse_watch(embeddings: np.ndarray) -> dict:
   """{std, healthy_std (1/sqrt(D)), ratio (std * sqrt(D)), collapsed} of (N, D) embeddings."""
   d = embeddings.shape[-1]
-  std = float(losses.normalized_std(jnp.asarray(embeddings)))
+  std = float(_normalized_std(embeddings))
   ratio = std * math.sqrt(d)
   return {"std": std, "healthy_std": 1 / math.sqrt(d), "ratio": ratio,
           "collapsed": bool(ratio < COLLAPSED_RATIO)}
@@ -99,8 +101,7 @@ def rank_report(embed: Embed, variables: dict, images: np.ndarray, view_config: 
   subset = images[:n]
 
   def make(key, x):
-    return {f"view{j}": views.make_view(k, x, invariances, view_config)
-            for j, k in enumerate(jax.random.split(key, q))}
+    return {f"view{j}": v for j, v in enumerate(same_views(key, x, q, invariances, view_config))}
 
   per_view = _views_in_chunks(embed, variables, subset, make, seed + 1, min(chunk, len(subset)))
   encoder = np.stack([per_view[f"view{j}"]["encoder"] for j in range(q)], axis=1)  # (n, q, D)
