@@ -6,11 +6,13 @@ prediction of each view pulled towards the other view's projection behind a stop
     python -m ssljax.pretrain --config=experiments/fmnist_simsiam.py:smoke --workdir=/tmp/simsiam_smoke
     python -m ssljax.pretrain --config=experiments/fmnist_simsiam.py:no_predictor --workdir=runs/simsiam_no_pred
 
-``no_predictor`` (also ``--config.objectives.simsiam.predictor=False``) is the paper's broken
-configuration: without the predictor the representation collapses, and the report flags it.
+``no_predictor`` is the paper's broken configuration: without the predictor the representation
+collapses, and the report flags it. It also drops the BatchNorm that ends the projector, which
+otherwise holds every dimension's variance at 1 and slows the collapse out of the collapse
+watch's sight (``--config.objectives.simsiam.predictor=False`` alone keeps it).
 Everything else is the quickstart's (fmnist_infonce.py), so the pair compares the formulas; the
-objective's arguments are its defaults (ssljax/objectives/teacher_student.py), chosen for small
-data, their validation figures to be filled in by the measurement runs.
+objective's arguments are its defaults (ssljax/objectives/teacher_student.py), where their
+validation figures are.
 """
 from ssljax.base_config import parse_arg, quickstart_with_objective
 
@@ -21,6 +23,6 @@ def get_config(arg=None):
   if "smoke" in words:
     c.objectives.simsiam.predictor_hidden_dims = (64,)
   if "no_predictor" in words:
-    c.objectives.simsiam.predictor = False
+    c.objectives.simsiam.update(predictor=False, output_bn=False)
     c.wandb.name = "fmnist_simsiam_no_predictor"
   return c

@@ -280,8 +280,8 @@ def test_simsiam_without_its_predictor_collapses_and_the_report_flags_it():
   digits = load_dataset("digits")
   flagged = {}
   for predictor in (False, True):
-    config = load_config("fmnist_simsiam", "smoke")
-    config.objectives.simsiam.predictor = predictor
+    config = load_config("fmnist_simsiam", "smoke" if predictor else "smoke,no_predictor")
+    config.objectives.simsiam.output_bn = False  # as no_predictor has it: only the predictor differs
     config.update(dataset="digits", devices=1, batch_size=64, online_probe=False)
     config.optimizer.update(lr=1e-2, schedule="constant")
     exp = loop.build_experiment(config, digits)
