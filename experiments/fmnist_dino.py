@@ -8,9 +8,9 @@ only).
 
 The encoder, optimizer, budget and probes are the quickstart's (fmnist_infonce.py); the views are
 DINO's multi-crop with the quickstart's invariances (flip, crop, jitter) on every crop. The
-objective's arguments are its defaults (ssljax/objectives/dino.py), chosen for small data; their
-validation figures are to be filled in by the measurement runs. The report adds the teacher's own
-probe (teacher_probe): the paper evaluates the teacher.
+objective's arguments are its defaults (ssljax/objectives/dino.py), chosen for small data (K on
+the probe's validation split: the figures are there). The report adds the teacher's own probe
+(teacher_probe): the paper evaluates the teacher.
 """
 from ssljax.base_config import parse_arg, quickstart_with_objective
 

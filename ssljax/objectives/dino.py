@@ -58,7 +58,9 @@ class DINO(EMATeacher):
       "local_scale": (0.05, 0.4),      # ... and local_crops_scale
       "invariances": VIEWS,            # applied to every crop ("scale" makes them crops)
       # The paper's head: 2048, 2048, bottleneck 256, then K = 65,536 prototypes; for 10 classes
-      # and a 256-d CNN, 512-wide, bottleneck 128 and K = 1024.
+      # and a 256-d CNN, 512-wide, bottleneck 128 and K = 1024. K on the probe's validation split
+      # (quickstart budget, 3 epochs, batch 128; pooled probe / kNN, untrained 0.8627 / 0.7948):
+      # 1024 0.8825 / 0.8262, 4096 0.8805 / 0.8233, at the same speed.
       "projector_dims": (512, 512, 128),
       "num_prototypes": 1024,
       # BatchNorm in the head's hidden layers (the authors' use_bn_in_head, off for their ViTs).
