@@ -22,7 +22,11 @@ behind ``stop_gradient`` and its parameters are not the player's, so it never ge
 
 The views, encoder pass and projector are InfoNCE's (``TwoViewObjective``), so the comparison
 with InfoNCE isolates the formula. Widths are chosen for small data (28x28 images, a 256-d CNN),
-far below the papers' 2048-4096; their figures are to be filled in by the measurement runs.
+below the papers' 2048-4096, and compared with the papers' on the probe's validation split at the
+quickstart's budget (3 epochs, batch 128, one seed; pooled linear probe / kNN; the untrained
+encoder reads 0.8627 / 0.7948): BYOL 1024-wide heads 0.8737 / 0.7980, 4096-wide 0.8732 / 0.8038;
+MoCo v3 1024 0.8807 / 0.8235, 4096 0.8793 / 0.8238. The pooled probe decides: 1024, which is also
+faster. SimSiam's choices are at its ``default_config``.
 """
 from __future__ import annotations
 
@@ -161,7 +165,8 @@ class BYOL(TeacherTargets):
   default_config = {
       "base_momentum": SMALL_BATCH_MOMENTUM,  # the paper's 0.996 is for batch 4096: see above
       "invariances": VIEWS,
-      # The paper's projector and predictor: 4096 hidden, 256 out; 1024 hidden for small data.
+      # The paper's projector and predictor: 4096 hidden, 256 out; 1024 hidden for small data
+      # (validation figures in the module docstring).
       "projector_dims": (1024, 256),
       "predictor_hidden_dims": (1024,),
   }
@@ -180,7 +185,8 @@ class MoCoV3(SoftmaxTemperature, TeacherTargets):
       "temperature": 0.2,                     # the paper's for ResNets
       "base_momentum": SMALL_BATCH_MOMENTUM,  # the authors' 0.99, with their cosine option on
       "invariances": VIEWS,
-      # The paper's MLPs: 4096 hidden, 256 out; 1024 hidden for small data.
+      # The paper's MLPs: 4096 hidden, 256 out; 1024 hidden for small data (validation figures
+      # in the module docstring).
       "projector_dims": (1024, 256),
       "predictor_hidden_dims": (1024,),
   }
