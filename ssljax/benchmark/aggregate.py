@@ -219,6 +219,7 @@ def build_document(suite: Suite, root, recorded: dict[pathlib.Path, dict] | None
   document = {
       "suite": suite.name, "title": c.get("title") or suite.name,
       "suite_file": shown_path(suite.path),
+      "declares_curve": bool((c.get("curve") or {}).get("epochs")),
       "protocol": {"dataset": c.dataset, "encoder": c.encoder,
                    "encoder_args": dict(c.get("encoder_args") or {}), "epochs": float(c.epochs),
                    "steps": int(c.get("steps", 0) or 0), "seeds": list(suite.seeds),

@@ -127,11 +127,13 @@ def page_body(document: dict, link_prefix: str = "") -> list[str]:
   lines += curve_lines(document["curve"], plots.get(f"{document['suite']}_curve"))
   lines += directions_lines(document["directions"])
   commits = ", ".join(c[:10] for c in document["commits"]) or "unknown"
+  command = f"python -m ssljax.benchmark --suite={document['suite_file']}"
   lines += ["## Reproduce", "", "```bash",
-            f"python -m ssljax.benchmark --suite={document['suite_file']}            "
-            "# runs what is missing, skips what is finished",
-            f"python -m ssljax.benchmark --suite={document['suite_file']} --check=ROW:SEED   "
-            "# reruns one run and compares", "```", "",
+            f"{command}            # runs what is missing, skips what is finished",
+            f"{command} --dry_run  # the plan, the estimate and the commands; runs nothing",
+            *([f"{command} --curve    # the learning curve"] if document.get("declares_curve")
+              else []),
+            f"{command} --check=ROW:SEED   # reruns one run and compares", "```", "",
             f"Runs made at commit(s) {commits}; every run's figures, resolved config and commit are "
             f"in `{document['suite']}.json`.", ""]
   return lines
