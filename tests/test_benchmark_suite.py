@@ -376,3 +376,16 @@ def test_the_quickstart_budget_suite_runs_every_joint_embedding_objective_at_the
   assert {c.epochs for c in configs} == {quickstart.epochs}
   assert {c.batch_size for c in configs} == {quickstart.batch_size}
   assert {c.encoders.cnn.widths for c in configs} == {tuple(quickstart.encoders.cnn.widths)}
+
+
+def test_the_vit_suite_runs_mae_infonce_and_dino_on_vit_tiny_with_one_optimizer(monkeypatch):
+  monkeypatch.chdir(ROOT)
+  from ssljax.base_config import load_experiment
+  mae = load_experiment(ROOT / "experiments" / "fmnist_mae.py")
+  suite = load_suite(ROOT / "experiments" / "suites" / "fmnist_vit_tiny.py")
+  assert [r.name for r in suite.rows] == ["mae", "infonce", "dino"]
+  configs = check_commands(plan(suite, "runs/suites"))
+  assert {(c.encoder, c.encoders.vit_tiny.patch_size) for c in configs} == {("vit_tiny", 4)}
+  assert {(c.optimizer.name, c.optimizer.lr, c.optimizer.weight_decay) for c in configs} == {
+      (mae.optimizer.name, mae.optimizer.lr, mae.optimizer.weight_decay)}
+  assert {c.batch_size for c in configs} == {128} and {c.epochs for c in configs} == {0.5}

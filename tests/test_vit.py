@@ -1,7 +1,7 @@
 """Vision Transformers: the reference parameter counts, the automatic patch size, stage names,
 other input sizes through interpolated position embeddings, the keep-index MAE relies on, the
-one-line errors, freeze-depth transfer's stage map, and a few train steps of every objective
-family on a tiny ViT.
+one-line errors, freeze-depth transfer's stage map, a few train steps of every objective on a tiny
+ViT, and DINO's local crops rounded down to whole patches.
 
 Counts and shapes are traced with ``jax.eval_shape`` (ViT-B is never allocated); real forward
 passes use the tiny configuration ``TINY_VIT`` (2 blocks of width 32) with random weights drawn by
@@ -22,6 +22,7 @@ from ssljax.models import build_encoder
 from ssljax.models.__main__ import main as summary_main
 from ssljax.models.summary import count_params, trace
 from ssljax.models.vit import auto_patch_size, resize_position_embeddings
+from ssljax.objectives import build_objective
 from ssljax.train import loop
 from test_device_equivalence import synthetic_dataset
 
@@ -156,7 +157,10 @@ def test_transfer_freezes_the_embedding_with_the_first_block():
 # --- every objective family on a tiny ViT ---------------------------------------------------------
 OBJECTIVE_CONFIGS = {"infonce": "fmnist_infonce", "align_uniform": "fmnist_align_uniform",
                      "supervised": "fmnist_supervised", "autoencoder": "fmnist_autoencoder",
-                     "denoising_autoencoder": "fmnist_denoising_autoencoder", "mae": "fmnist_mae"}
+                     "denoising_autoencoder": "fmnist_denoising_autoencoder", "mae": "fmnist_mae",
+                     "vicreg": "fmnist_vicreg", "barlow_twins": "fmnist_barlow_twins",
+                     "lejepa": "fmnist_lejepa", "byol": "fmnist_byol", "simsiam": "fmnist_simsiam",
+                     "moco_v3": "fmnist_moco_v3", "dino": "fmnist_dino"}
 
 
 @pytest.mark.parametrize("objective", sorted(OBJECTIVE_CONFIGS))
@@ -165,7 +169,8 @@ def test_two_steps_of_each_objective_on_a_tiny_vit(objective):
   config.encoder, config.devices, config.batch_size = "vit_tiny", 2, 8
   config.encoders.vit_tiny.update(TINY_VIT)
   section = config.objectives[objective]
-  for key, value in {"projector_dims": (32, 16), "latent_dim": 16, "decoder_width": 8}.items():
+  for key, value in {"projector_dims": (32, 16), "predictor_hidden_dims": (32,), "latent_dim": 16,
+                     "decoder_width": 8, "num_prototypes": 16}.items():
     if key in section:
       section[key] = value
   check_config(config)
@@ -174,3 +179,14 @@ def test_two_steps_of_each_objective_on_a_tiny_vit(objective):
   for metrics in history:
     assert np.isfinite(metrics["main/loss"]) and metrics["main/grad_norm"] > 0, metrics
   assert "online_probe/acc" in history[-1]
+
+
+@pytest.mark.parametrize("patch, local", [(4, 12), (7, 14), (2, 14)])
+def test_dino_rounds_its_local_crops_down_to_whole_patches_on_a_vit(patch, local):
+  # 0.5 of 28 is 14: it splits into patches of 7 and 2, and becomes 12 (3 patches) for patch 4.
+  config = load_config("fmnist_dino", "smoke")
+  encoder = build_encoder("vit_tiny", {**TINY_VIT, "patch_size": patch})
+  objective = build_objective(config, encoder, (28, 28, 1), 10, 10)
+  assert objective.local_size == (local, local)
+  cnn = build_objective(config, build_encoder("cnn", {"widths": (8, 16)}), (28, 28, 1), 10, 10)
+  assert cnn.local_size == (14, 14)  # other encoders keep the exact fraction

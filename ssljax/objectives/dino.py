@@ -6,7 +6,8 @@ centred and sharpened one (``losses.dino``).
 
 Multi-crop: every image gives 2 global crops (area ``global_scale``, the input's size) and
 ``num_local_crops`` local crops (area ``local_scale``, ``local_side`` times the input's side:
-14x14 from 28x28). The teacher sees the global crops only, the student all of them, and the loss
+14x14 from 28x28; on a ViT rounded down to whole patches, 12x12 in 4x4 patches, as the paper's
+96 px are 6 patches of 16). The teacher sees the global crops only, the student all of them, and the loss
 averages the cross-entropy over every (teacher crop, different student crop) pair: 2 (M + 1)
 pairs. Each resolution is one encoder pass (BatchNorm statistics over all its crops), as the
 authors' multi-crop wrapper does.
@@ -30,6 +31,7 @@ import jax.numpy as jnp
 from ssljax.config_checks import number_problem
 from ssljax.data import views
 from ssljax.models.heads import DINOProjector, Prototypes
+from ssljax.models.vit import VisionTransformer, auto_patch_size
 from ssljax.objectives import losses, schedules
 from ssljax.objectives.base import LossOutput, register_objective
 from ssljax.objectives.redundancy_reduction import VIEWS
@@ -46,6 +48,17 @@ def area_problem(key: str, value) -> str | None:
       and 0 < value[0] <= value[1] <= 1):
     return None
   return f"{key} must be an area range (low, high) with 0 < low <= high <= 1, got {value!r}"
+
+
+def local_crop_size(side: float, height: int, width: int, encoder) -> tuple[int, int]:
+  """The local crops' (h, w): ``side`` times the input's. A ViT splits every crop into the patches
+  it was built with, so there each side is rounded down to whole patches (at least one): 14 -> 12
+  at patch 4, 0.43 of 28 as the paper's 96 of 224, where 14 would not split at all."""
+  size = [max(1, round(side * n)) for n in (height, width)]
+  if isinstance(encoder, VisionTransformer):
+    patch = encoder.patch_size or auto_patch_size(height, width)
+    size = [max(patch, s // patch * patch) for s in size]
+  return size[0], size[1]
 
 
 @register_objective("dino")
@@ -107,8 +120,7 @@ class DINO(EMATeacher):
     super().__init__(inputs, encoder)
     a = self.args
     height, width = self.image_shape[:2]
-    self.local_size = (max(1, round(a["local_side"] * height)),
-                       max(1, round(a["local_side"] * width)))
+    self.local_size = local_crop_size(a["local_side"], height, width, encoder)
     crop = lambda scale, size=None: views.ViewSpec(tuple(a["invariances"]), size, tuple(scale))
     self.view_specs = ((crop(a["global_scale"]),) * 2
                        + (crop(a["local_scale"], self.local_size),) * a["num_local_crops"])
