@@ -6,7 +6,10 @@ of them (25%) shown to the encoder; a 2-block, 128-wide decoder predicts the pix
     python -m ssljax.pretrain --config=experiments/fmnist_mae.py:smoke --workdir=/tmp/mae
 
 The objective's defaults (mask ratio, decoder size, pixel targets) and their reasons are in
-``ssljax/objectives/mae.py``. Probe figures at this budget are still to be measured.
+``ssljax/objectives/mae.py``. Figures: ``experiments/suites/fmnist_vit_tiny.py`` trains it for half
+an epoch (batch 128) beside InfoNCE and DINO; the README's ViT section has them. There, on the
+probe's validation split, the paper's rate (7.5e-5 at batch 128) beat this config's 1e-3: 0.7790
+against 0.7470, both below the untrained ViT's 0.7890.
 """
 from ssljax.base_config import base_config, parse_arg, smoke
 
