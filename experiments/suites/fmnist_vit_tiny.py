@@ -21,7 +21,7 @@ from ssljax.benchmark.suite import row
 
 EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1]
 # The transformer recipe has one owner, the MAE config (AdamW, decoupled weight decay 0.05, as the
-# MAE, DINO and MoCo v3 papers train ViTs); every row takes it, so the rows differ by objective only.
+# MAE, DINO and MoCo v3 papers train ViTs); every row takes it, so rows differ by objective only.
 # The CNN configs' AdamW (lr 2e-3, wd 1e-4) was chosen for the CNN, not for a ViT.
 MAE = load_experiment(EXPERIMENTS / "fmnist_mae.py")
 # ViT-Tiny's InfoNCE step runs at about 30 images/s on the 2-core development machine (README's

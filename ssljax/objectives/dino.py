@@ -9,8 +9,8 @@ Multi-crop: every image gives 2 global crops (area ``global_scale``, the input's
 14x14 from 28x28; on a ViT rounded down to whole patches, 12x12 in 4x4 patches, as the paper's
 96 px are 6 patches of 16). The teacher sees the global crops only, the student all of them, and
 the loss averages the cross-entropy over every (teacher crop, different student crop) pair:
-2 (M + 1) pairs. Each resolution is one encoder pass (BatchNorm statistics over all its crops), as the
-authors' multi-crop wrapper does.
+2 (M + 1) pairs. Each resolution is one encoder pass (BatchNorm statistics over all its crops), as
+the authors' multi-crop wrapper does.
 
 Collapse is what the centre and the sharpening prevent between them: the teacher's outputs are
 centred by ``center``, an EMA (momentum ``center_momentum``) of the teacher's mean output over the
