@@ -49,6 +49,13 @@ def auto_patch_size(height: int, width: int) -> int:
   return AUTO_PATCH_SIZES[-1]
 
 
+def build_patch_size(encoder, height: int, width: int) -> int:
+  """The patch size a ViT takes when built on ``height`` x ``width`` images: its ``patch_size``,
+  else the automatic choice. Objectives that cut images into the encoder's patches (MAE's masks,
+  DINO's local crops) ask this before the network exists."""
+  return encoder.patch_size or auto_patch_size(height, width)
+
+
 def resize_position_embeddings(grid_embeddings: jax.Array, grid: tuple[int, int]) -> jax.Array:
   """The (h, w, D) learned position embeddings resampled bilinearly to ``grid`` (h', w').
   No antialiasing, as the reference implementations interpolate: each new position takes the
@@ -121,11 +128,9 @@ class VisionTransformer(nn.Module):
 
   def patch_size_for(self, height: int, width: int) -> int:
     """The patch size this network uses: its argument, else its patch kernel's, else the choice."""
-    if self.patch_size:
-      return self.patch_size
-    if self.has_variable("params", "patch_embed"):
+    if not self.patch_size and self.has_variable("params", "patch_embed"):
       return self.get_variable("params", "patch_embed")["kernel"].shape[0]
-    return auto_patch_size(height, width)
+    return build_patch_size(self, height, width)
 
   @nn.compact
   def encode(self, images, keep: jax.Array | None = None, train: bool = False):

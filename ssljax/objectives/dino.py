@@ -31,7 +31,7 @@ import jax.numpy as jnp
 from ssljax.config_checks import number_problem
 from ssljax.data import views
 from ssljax.models.heads import DINOProjector, Prototypes
-from ssljax.models.vit import VisionTransformer, auto_patch_size
+from ssljax.models.vit import VisionTransformer, build_patch_size
 from ssljax.objectives import losses, schedules
 from ssljax.objectives.base import LossOutput, register_objective
 from ssljax.objectives.redundancy_reduction import VIEWS
@@ -56,7 +56,7 @@ def local_crop_size(side: float, height: int, width: int, encoder) -> tuple[int,
   at patch 4, 0.43 of 28 as the paper's 96 of 224, where 14 would not split at all."""
   size = [max(1, round(side * n)) for n in (height, width)]
   if isinstance(encoder, VisionTransformer):
-    patch = encoder.patch_size or auto_patch_size(height, width)
+    patch = build_patch_size(encoder, height, width)
     size = [max(patch, s // patch * patch) for s in size]
   return size[0], size[1]
 

@@ -35,7 +35,7 @@ from ssljax.config_checks import number_problem
 from ssljax.data import views
 from ssljax.errors import UserError
 from ssljax.models.transformer import MAEDecoder, patchify, unpatchify
-from ssljax.models.vit import VisionTransformer, auto_patch_size, check_patch_divides
+from ssljax.models.vit import VisionTransformer, build_patch_size, check_patch_divides
 from ssljax.objectives import losses
 from ssljax.objectives.base import LossOutput, Objective, register_objective
 
@@ -102,7 +102,7 @@ class MaskedAutoencoder(Objective):
     if not isinstance(encoder, VisionTransformer):
       raise UserError(encoder_message(type(encoder).__name__))
     h, w, c = self.image_shape
-    self.patch = encoder.patch_size or auto_patch_size(h, w)
+    self.patch = build_patch_size(encoder, h, w)
     check_patch_divides(type(encoder), h, w, self.patch, automatic=not encoder.patch_size)
     self.grid = (h // self.patch, w // self.patch)
     self.num_patches = self.grid[0] * self.grid[1]
