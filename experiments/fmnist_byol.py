@@ -7,9 +7,9 @@ byol(p1, z'2) + byol(p2, z'1), the target's momentum from 0.99 to 1 on BYOL's co
 
 Everything but the objective is the quickstart's (fmnist_infonce.py: encoder, views, optimizer,
 budget, probes), so the pair compares the formulas. The objective's arguments are its defaults
-(ssljax/objectives/teacher_student.py), chosen for small data; the heads' width on the probe's
-validation split (the figures are there and in the README). The report adds
-the EMA target's own probe (teacher_probe).
+(ssljax/objectives/teacher_student.py), chosen for small data; the heads' width was compared
+with the paper's on the probe's validation split (figures there and in the README). The report
+adds the EMA target's own probe (teacher_probe).
 """
 from ssljax.base_config import parse_arg, quickstart_with_objective
 

@@ -7,9 +7,9 @@ the global batch, moco_v3(q1, k2, 0.2) + moco_v3(q2, k1, 0.2).
 
 Everything but the objective is the quickstart's (fmnist_infonce.py: encoder, views, optimizer,
 budget, probes), so the pair compares the formulas. The objective's arguments are its defaults
-(ssljax/objectives/teacher_student.py), chosen for small data; the heads' width on the probe's
-validation split (the figures are there and in the README). The report adds
-the momentum encoder's own probe.
+(ssljax/objectives/teacher_student.py), chosen for small data; the heads' width was compared
+with the paper's on the probe's validation split (figures there and in the README). The report
+adds the momentum encoder's own probe.
 """
 from ssljax.base_config import parse_arg, quickstart_with_objective
 
