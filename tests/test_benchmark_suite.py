@@ -378,14 +378,20 @@ def test_the_quickstart_budget_suite_runs_every_joint_embedding_objective_at_the
   assert {c.encoders.cnn.widths for c in configs} == {tuple(quickstart.encoders.cnn.widths)}
 
 
-def test_the_vit_suite_runs_mae_infonce_and_dino_on_vit_tiny_with_one_optimizer(monkeypatch):
+def test_the_vit_suite_runs_each_row_with_its_papers_vit_learning_rate(monkeypatch):
   monkeypatch.chdir(ROOT)
   from ssljax.base_config import load_experiment
   mae = load_experiment(ROOT / "experiments" / "fmnist_mae.py")
   suite = load_suite(ROOT / "experiments" / "suites" / "fmnist_vit_tiny.py")
   assert [r.name for r in suite.rows] == ["mae", "infonce", "dino"]
-  configs = check_commands(plan(suite, "runs/suites"))
-  assert {(c.encoder, c.encoders.vit_tiny.patch_size) for c in configs} == {("vit_tiny", 4)}
-  assert {(c.optimizer.name, c.optimizer.lr, c.optimizer.weight_decay) for c in configs} == {
-      (mae.optimizer.name, mae.optimizer.lr, mae.optimizer.weight_decay)}
-  assert {c.batch_size for c in configs} == {128} and {c.epochs for c in configs} == {0.5}
+  configs = dict(zip([r.name for r in suite.rows], check_commands(plan(suite, "runs/suites"))))
+  assert {(c.encoder, c.encoders.vit_tiny.patch_size) for c in configs.values()} == {("vit_tiny", 4)}
+  assert {c.batch_size for c in configs.values()} == {128}
+  assert {c.epochs for c in configs.values()} == {0.5}
+  assert {c.optimizer.name for c in configs.values()} == {"adamw"}
+  # The papers' rates per 256 images, at batch 128: MAE 1.5e-4, MoCo v3 1.5e-4, DINO 5e-4.
+  expected = {"mae": (7.5e-5, 0.05, 0.0), "infonce": (7.5e-5, 0.1, 0.0), "dino": (2.5e-4, 0.04, 3.0)}
+  for name, c in configs.items():
+    got = (c.optimizer.lr, c.optimizer.weight_decay, c.optimizer.grad_clip)
+    assert got == pytest.approx(expected[name]), name
+  assert mae.optimizer.lr == pytest.approx(1.5e-4 * mae.batch_size / 256)
