@@ -10,6 +10,9 @@ another way, so it is re-evaluated rather than retrained:
     cp -r runs/suites/fmnist_vit_tiny/mae/seed0 runs/vit_mean/mae
     python -m ssljax.evaluate --workdir=runs/vit_mean/mae --config.encoders.vit_tiny.pool=mean
 
+(add ``--config.probe.random_init=False --config.probe.raw_pixel_baseline=False`` once the
+untrained ViT has been read this way: its initialisation is the seed's, whatever the row).
+
 Results: experiments/results/fmnist_vit_tiny.{md,json,png} and the README's section.
 """
 import pathlib
