@@ -97,5 +97,8 @@ def get_config():
           "DINO, 2 global + 6 local 12x12 crops, centred EMA teacher", cost=2.2,
           optimizer=RECIPES["dino"]),
   )
+  # MAE, the cheapest row, at three times the budget: is a row below the untrained ViT because half
+  # an epoch is too few steps? (python -m ssljax.benchmark --suite=... --curve)
+  s.curve = dict(epochs=(EPOCHS, 3 * EPOCHS), seed=0, rows=("mae",))
   s.estimate = dict(images_per_s=29.0, eval_s=420.0, train_images=60000)
   return s
