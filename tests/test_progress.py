@@ -53,3 +53,32 @@ def test_logged_metrics_are_the_mean_of_their_window(tmp_path):
       assert abs(record[key] - mean) <= 1e-5 * max(1.0, abs(mean)), key
     assert record["nonfinite_steps"] == int(window[-1]["nonfinite_steps"])  # a count, not a mean
   assert logged[0]["main/loss"] != float(history[2]["main/loss"])  # not the last batch alone
+
+
+def test_the_host_waits_for_the_step_before_the_one_it_dispatched(tmp_path, monkeypatch):
+  # Free to run log_every steps ahead, the GAN's steps on 2 fake CPU devices stalled at an
+  # all-reduce until XLA:CPU aborted the run; one step of look-ahead is what the loop keeps.
+  import jax
+  events, dispatched = [], []
+  real_compiled, real_block = loop.compiled_train_step, jax.block_until_ready
+
+  def compiled(exp, players=None):
+    step = real_compiled(exp, players)
+    def recorded(state, batch):
+      state, metrics = step(state, batch)
+      dispatched.append(metrics)  # kept alive: identities stay unique
+      events.append(("dispatch", len(dispatched) - 1))
+      return state, metrics
+    return recorded
+
+  def block(tree):
+    events.extend(("wait", k) for k, m in enumerate(dispatched) if m is tree)
+    return real_block(tree)
+
+  monkeypatch.setattr(loop, "compiled_train_step", compiled)
+  monkeypatch.setattr(jax, "block_until_ready", block)
+  config = load_config("fmnist_infonce", "smoke")
+  config.dataset, config.devices, config.steps, config.log_every = "digits", 2, 4, 4
+  loop.pretrain(loop.build_experiment(config), tmp_path, MetricsWriter(tmp_path, {}, config.wandb))
+  assert events == [("dispatch", 0), ("dispatch", 1), ("wait", 0), ("dispatch", 2), ("wait", 1),
+                    ("dispatch", 3), ("wait", 2)]
