@@ -80,7 +80,7 @@ def smoke_config():
 # The suite runs whole files per worker (launch/test.sh: --dist loadfile). These files hold a few
 # long tests each (CLI pretrainings in subprocesses, a sweep, two processes, the accelerator check):
 # started first, neither worker ends the suite alone on one of them while the other waits
-# (longest-first list scheduling). The other files follow largest first, as xdist orders them
+# (longest-first list scheduling). The other files follow, most tests first, as xdist orders them
 # by default; launch/test.sh turns that default off so this order holds.
 RUN_FIRST = ("test_accelerator_check.py", "test_benchmark_suite.py", "test_sweeps.py",
              "test_multihost.py", "test_resume.py", "test_evaluate.py", "test_untrained_control.py",
