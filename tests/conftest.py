@@ -16,6 +16,7 @@ program's, so every comparison in the suite is between runs made under the same 
 The suite runs on the CPU on a GPU/TPU machine too (``JAX_PLATFORMS=cpu`` unless set): its figures
 and fake devices are the CPU's, and the CLI subprocesses it starts inherit the choice.
 """
+import collections
 import importlib.util
 import os
 import pathlib
@@ -88,9 +89,7 @@ RUN_FIRST = ("test_accelerator_check.py", "test_benchmark_suite.py", "test_sweep
 
 
 def pytest_collection_modifyitems(items):
-  per_file = {}
-  for item in items:
-    per_file[item.path.name] = per_file.get(item.path.name, 0) + 1
+  per_file = collections.Counter(item.path.name for item in items)
   def rank(item):
     name = item.path.name
     return (RUN_FIRST.index(name) if name in RUN_FIRST else len(RUN_FIRST), -per_file[name], name)
