@@ -296,12 +296,39 @@ def test_the_curve_picks_the_best_row_of_each_family_and_plots_finished_points(t
   target = plan(tiny.loaded, tiny.root, [tiny.loaded.row("a")], [0], epochs=3.0)[0].workdir
   assert target == tiny.root / "tiny" / "curve" / "epochs3" / "a" / "seed0"
   target.mkdir(parents=True)
-  for name in ("report.json", "config.json"):
-    (target / name).write_text((source / name).read_text())
+  (target / "report.json").write_text((source / "report.json").read_text())
+  config = json.loads((source / "config.json").read_text())
+  (target / "config.json").write_text(json.dumps({**config, "epochs": 3.0}))
   document = write_results(tiny.loaded, tiny.root, tiny.base / "with_curve")
   assert [p["epochs"] for p in document["curve"]["rows"]["a"]] == [1.0, 3.0]
   assert (tiny.base / "with_curve" / "tiny_curve.png").is_file()
   assert "## Learning curve" in (tiny.base / "with_curve" / "tiny.md").read_text()
+  # A fresh clone: the curve's points and its runs' records come from the committed JSON alone.
+  fresh_root = tiny.base / "fresh_runs"
+  run_suite.run_curve(tiny.loaded, fresh_root, tiny.base / "with_curve", dry_run=True)
+  out = capsys.readouterr().out
+  assert "3 finished, 1 to run; 3 finished in an earlier sitting" in out
+  assert "curve/epochs3/b/seed0" in out and "curve/epochs3/a/seed0" not in out
+  kept = write_results(tiny.loaded, fresh_root, tiny.base / "with_curve")
+  assert kept["curve"]["rows"] == document["curve"]["rows"]
+  assert [(r["row"], r["epochs"]) for r in kept["curve"]["runs"]] == [("a", 3.0)]
+
+
+def test_check_on_a_fresh_clone_compares_with_the_committed_record(tiny, tmp_path, capsys):
+  row, seed = parse_check("a:0", tiny.loaded)
+  fresh_root = tmp_path / "runs"
+  with pytest.raises(UserError, match="a seed 0 has no finished run to check against"):
+    run_suite.check(tiny.loaded, row, seed, fresh_root)  # no directory and no results JSON
+  assert run_suite.check(tiny.loaded, row, seed, fresh_root, tiny.results)
+  out = capsys.readouterr().out
+  assert f"comparing with its record in {tiny.results}" in out
+  assert "check a seed 0: reproduces the stored figures" in out
+  assert "params fingerprint: identical" in out and "DIFFERS" not in out
+  stored = json.loads((tiny.root / "tiny" / "a" / "seed0" / "report.json").read_text())
+  record = aggregate.report_from_record(aggregate.run_record(
+      plan(tiny.loaded, tiny.root, [row], [seed])[0], stored, tiny.root / "tiny"))
+  assert record["knn"]["top1"] == stored["knn"]["top1"]
+  assert record["linear_probes"]["pooled"]["top1"] == stored["linear_probes"]["pooled"]["top1"]
 
 
 def test_estimates_come_from_the_prior_then_from_measured_runs(tiny):

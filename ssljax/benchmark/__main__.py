@@ -42,7 +42,7 @@ def main(argv):
   suite = load_suite(_SUITE.value)
   if _CHECK.value:
     row, seed = parse_check(_CHECK.value, suite)
-    return 0 if run_suite.check(suite, row, seed, _ROOT.value) else 1
+    return 0 if run_suite.check(suite, row, seed, _ROOT.value, _RESULTS.value) else 1
   rows = select_rows(suite, _ONLY.value)
   if _CURVE.value:
     outcome = run_suite.run_curve(suite, _ROOT.value, _RESULTS.value, _README.value,

@@ -88,6 +88,8 @@ def run_record(run: RunSpec, report: dict, suite_root) -> dict:
   return {
       "seed": run.seed, "epochs": run.epochs, "dir": shown_path(run.workdir, suite_root),
       "figures": {c.name: value_at(report, c.key) for c in COLUMNS},
+      # The headline's CI over the probe's own seeds: the learning curve's error bar.
+      "probe_pooled_ci95": _finite(value_at(report, "linear_probes.pooled.top1_ci95")),
       "random_init": {c.name: value_at(report, c.control) for c in COLUMNS if c.control},
       "raw_pixels": {"top1": raw.get("top1"), "ci95": _finite(raw.get("top1_ci95"))},
       "pretrain_wall_s": pre.get("wall_s"), "eval_wall_s": report.get("eval_wall_s"),
@@ -97,6 +99,25 @@ def run_record(run: RunSpec, report: dict, suite_root) -> dict:
   }
 
 
+def report_from_record(record: dict) -> dict:
+  """The report.json a results record was made from, as far as the record keeps it (its columns'
+  figures, the params fingerprint, the wall times): what ``--check`` compares a rerun with on a
+  machine that has the committed JSON but not the run directory."""
+  report: dict = {}
+  for c in COLUMNS:
+    if record["figures"].get(c.name) is not None:
+      *parents, leaf = c.key.split(".")
+      node = report
+      for part in parents:
+        node = node.setdefault(part, {})
+      node[leaf] = record["figures"][c.name]
+  pretrain = report.setdefault("pretrain", {})
+  pretrain.update(params_fingerprint=record.get("params_fingerprint"),
+                  wall_s=record.get("pretrain_wall_s"), epochs=record.get("epochs"))
+  report["eval_wall_s"] = record.get("eval_wall_s")
+  return report
+
+
 def finished_records(runs: list[RunSpec], suite_root) -> list[tuple[RunSpec, dict]]:
   out = []
   for run in runs:
@@ -104,6 +125,16 @@ def finished_records(runs: list[RunSpec], suite_root) -> list[tuple[RunSpec, dic
     if report is not None:
       out.append((run, run_record(run, report, suite_root)))
   return out
+
+
+def every_run(suite: Suite, root) -> list[RunSpec]:
+  """The table's runs and every run the learning curve could make (each row at each curve budget
+  but the suite's own, which is the table's run): what an earlier sitting may have recorded."""
+  curve = suite.config.get("curve") or {}
+  seed = int(curve.get("seed", suite.seeds[0]))
+  extra = [run for e in curve.get("epochs", ()) if float(e) != float(suite.config.epochs)
+           for run in plan(suite, root, list(suite.rows), [seed], epochs=float(e))]
+  return [*plan(suite, root), *extra]
 
 
 def recorded_runs(suite: Suite, root, runs: list[RunSpec], results_dir) -> dict[pathlib.Path, dict]:
@@ -119,8 +150,9 @@ def recorded_runs(suite: Suite, root, runs: list[RunSpec], results_dir) -> dict[
     stored = json.loads(path.read_text()) if path else {}
   except (OSError, ValueError):
     return {}
-  by_dir = {(row["name"], record["dir"]): record
-            for row in stored.get("rows", ()) for record in row.get("runs", ())}
+  records = [(row["name"], record) for row in stored.get("rows", ()) for record in row.get("runs", ())]
+  records += [(record["row"], record) for record in (stored.get("curve") or {}).get("runs", ())]
+  by_dir = {(name, record["dir"]): record for name, record in records}
   candidates = [(run, by_dir.get((run.row.name, shown_path(run.workdir, suite_dir(root, suite)))))
                 for run in runs if not run.finished()]
   candidates = [(run, record) for run, record in candidates if record]
@@ -166,30 +198,35 @@ def _mean(values):
   return sum(values) / len(values) if values else None
 
 
-def curve_data(suite: Suite, root) -> dict | None:
+def curve_data(suite: Suite, root, recorded: dict[pathlib.Path, dict] | None = None) -> dict | None:
   """The learning curve: the pooled probe of one seed at each curve budget, for every row that has
   a finished run at a budget other than the suite's (its suite-budget run is the curve's point
-  there), with the untrained encoder's level."""
+  there), with the untrained encoder's level. A run's record comes from its directory or, on a
+  machine without it, from ``recorded``; ``runs`` keeps the records of the other budgets' runs, so
+  the next sitting's ``recorded_runs`` finds them in the committed JSON as it finds the table's."""
   curve = suite.config.get("curve") or {}
   epochs = sorted(float(e) for e in curve.get("epochs", ()))
   seed = int(curve.get("seed", suite.seeds[0]))
-  rows, untrained = {}, []
+  rows, untrained, records = {}, [], []
   for row in suite.rows:
     points = []
     for e in epochs:
       run = plan(suite, root, [row], [seed], epochs=e)[0]
-      report = read_report(run)
-      if report is not None and value_at(report, "linear_probes.pooled.top1") is not None:
-        points.append({"epochs": e, "top1": value_at(report, "linear_probes.pooled.top1"),
-                       "ci95": _finite(value_at(report, "linear_probes.pooled.top1_ci95")),
-                       "dir": shown_path(run.workdir, suite_dir(root, suite))})
-        untrained.append(value_at(report, "random_init.linear_probes.pooled.top1"))
+      found = finished_records([run], suite_dir(root, suite))
+      record = found[0][1] if found else (recorded or {}).get(run.workdir)
+      if record is None or record["figures"].get(HEADLINE) is None:
+        continue
+      points.append({"epochs": e, "top1": record["figures"][HEADLINE],
+                     "ci95": record.get("probe_pooled_ci95"), "dir": record["dir"]})
+      untrained.append(record["random_init"].get(HEADLINE))
+      if e != float(suite.config.epochs):
+        records.append({"row": row.name, **record})
     if any(p["epochs"] != float(suite.config.epochs) for p in points):
       rows[row.name] = points
   if not rows:
     return None
   return {"epochs": epochs, "seed": seed, "figure": "linear_probes.pooled.top1",
-          "rows": rows, "random_init": _mean(untrained)}
+          "rows": rows, "random_init": _mean(untrained), "runs": records}
 
 
 def best_by_family(document: dict) -> dict[str, str]:
@@ -236,7 +273,7 @@ def build_document(suite: Suite, root, recorded: dict[pathlib.Path, dict] | None
       "rows": rows, "controls": controls(all_records),
   }
   document["directions"] = check_directions(rows)
-  document["curve"] = curve_data(suite, root)
+  document["curve"] = curve_data(suite, root, recorded)
   return document
 
 

@@ -14,10 +14,11 @@ import os
 import pathlib
 import re
 
-from ssljax.benchmark.aggregate import COLUMNS, build_document, recorded_runs, results_paths
+from ssljax.benchmark.aggregate import (COLUMNS, build_document, every_run, recorded_runs,
+                                        results_paths)
 from ssljax.benchmark.directions import describe_side
 from ssljax.benchmark.plots import plot_curve, plot_probe_bars
-from ssljax.benchmark.suite import Suite, plan
+from ssljax.benchmark.suite import Suite
 
 
 def cell(stats: dict | None, column) -> str:
@@ -174,7 +175,7 @@ def write_results(suite: Suite, root, results_dir, readme=None,
   section; returns the document, or None while no run has finished (nothing is written).
   ``recorded``: the runs of earlier sittings kept from the JSON (default: read it now)."""
   if recorded is None:
-    recorded = recorded_runs(suite, root, plan(suite, root), results_dir)
+    recorded = recorded_runs(suite, root, every_run(suite, root), results_dir)
   document = build_document(suite, root, recorded)
   if not document["finished_runs"]:
     return None

@@ -10,7 +10,8 @@ import pathlib
 import shlex
 
 from ssljax.benchmark import runner
-from ssljax.benchmark.aggregate import best_by_family, build_document, recorded_runs
+from ssljax.benchmark.aggregate import (best_by_family, build_document, every_run, recorded_runs,
+                                        report_from_record)
 from ssljax.benchmark.results_page import write_results
 from ssljax.benchmark.suite import (Row, RunSpec, Suite, check_commands, check_up_to_date, plan,
                                     suite_dir)
@@ -52,7 +53,7 @@ def announce(suite: Suite, runs: list[RunSpec], what: str, root,
 def execute(suite: Suite, runs: list[RunSpec], what: str, root, results, readme,
             dry_run: bool) -> runner.Outcome:
   check_up_to_date(runs)  # a changed suite file must not mix old runs into the new table
-  recorded = recorded_runs(suite, root, plan(suite, root), results)  # the table's, for its page
+  recorded = recorded_runs(suite, root, every_run(suite, root), results)  # for the page too
   done_elsewhere = {w: r for w, r in recorded.items() if w in {run.workdir for run in runs}}
   pending = announce(suite, runs, what, root, done_elsewhere)
   check_commands(pending)  # every command parses before the first one starts
@@ -89,7 +90,7 @@ def curve_rows(suite: Suite, root, only: list[Row] | None = None, results=None) 
     return only
   named = tuple((suite.config.get("curve") or {}).get("rows", ()))
   if not named:
-    recorded = recorded_runs(suite, root, plan(suite, root), results)
+    recorded = recorded_runs(suite, root, every_run(suite, root), results)
     best = best_by_family(build_document(suite, root, recorded))
     named = tuple(dict.fromkeys([*(n for n in CURVE_ALWAYS if n in {r.name for r in suite.rows}),
                                  *best.values()]))
@@ -113,16 +114,20 @@ def run_curve(suite: Suite, root, results, readme=None, only: list[Row] | None =
   return execute(suite, runs, "learning curve", root, results, readme, dry_run)
 
 
-def check(suite: Suite, row: Row, seed: int, root) -> bool:
-  """Reruns (row, seed) into ``<suite>/check/`` and prints whether it reproduces the stored run."""
+def check(suite: Suite, row: Row, seed: int, root, results=None) -> bool:
+  """Reruns (row, seed) into ``<suite>/check/`` and prints whether it reproduces the stored run:
+  its report.json, or on a machine without its directory its record in ``results``' JSON."""
   stored = plan(suite, root, [row], [seed])[0]
   scratch = plan(suite, root, [row], [seed], scratch="check")[0]
   check_up_to_date([stored])
   check_commands([scratch])
-  seconds = runner.measured_seconds(runner.stored_report(stored), stored.epochs)
+  record = None if stored.finished() else recorded_runs(suite, root, [stored], results).get(
+      stored.workdir)
+  reference = report_from_record(record) if record else runner.stored_report(stored)
+  seconds = runner.measured_seconds(reference, stored.epochs)
   print(f"check {stored.label}: rerunning into {scratch.workdir}"
-        + (f" (about {runner.duration(seconds)})" if seconds else ""), flush=True)
-  ok, lines = runner.check_run(stored, scratch)
+        + (f" (about {runner.duration(seconds)})" if seconds else "")
+        + (f"; comparing with its record in {results}" if record else ""), flush=True)
+  ok, lines = runner.check_run(reference, stored, scratch)
   print("\n".join(lines))
   return ok
-

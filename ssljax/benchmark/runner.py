@@ -67,9 +67,12 @@ def measured_seconds(report: dict, epochs: float) -> float | None:
   pre = report.get("pretrain") or {}
   try:
     per_epoch = pre["steps"] * pre["batch_size"] / pre["epochs"] / pre["images_per_s"]
-    return epochs * per_epoch + float(report.get("eval_wall_s") or 0.0)
   except (KeyError, TypeError, ZeroDivisionError):
-    return None
+    # A report rebuilt from a results record has no step count: its wall time per epoch then.
+    if not (pre.get("wall_s") and pre.get("epochs")):
+      return None
+    per_epoch = pre["wall_s"] / pre["epochs"]
+  return epochs * per_epoch + float(report.get("eval_wall_s") or 0.0)
 
 
 def estimate(suite: Suite, pending: list[RunSpec], finished: list[RunSpec]) -> tuple[float, str]:
@@ -255,10 +258,9 @@ def stored_report(stored: RunSpec) -> dict:
   return reference
 
 
-def check_run(stored: RunSpec, scratch: RunSpec) -> tuple[bool, list[str]]:
-  """Reruns ``stored``'s command into ``scratch`` (emptied first) and compares the two reports;
-  returns (reproduced, lines to print)."""
-  reference = stored_report(stored)
+def check_run(reference: dict, stored: RunSpec, scratch: RunSpec) -> tuple[bool, list[str]]:
+  """Reruns ``stored``'s command into ``scratch`` (emptied first) and compares the new report with
+  ``reference`` (the stored run's); returns (reproduced, lines to print)."""
   shutil.rmtree(scratch.workdir, ignore_errors=True)  # a scratch copy: always from scratch
   scratch.log.unlink(missing_ok=True)
   t0 = time.perf_counter()
