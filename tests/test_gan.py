@@ -76,17 +76,13 @@ def test_players_own_everything_once_with_their_own_optimizers(gan):
   assert (g.name, g.lr, g.b1) == ("adam", 2e-4, 0.5)
 
 
-def test_same_loss_on_one_and_two_devices(gan, fmnist, tmp_path):
-  config = load_config("fmnist_gan", "smoke")  # k1 = k2 = 1: k1 changes the step, not the state
-  runs = {}
-  for devices in (1, 2):
-    config.devices = devices
-    runs[devices] = run_steps(config, fmnist, 2, initial=gan[1])
-  for a, b in zip(runs[1][0], runs[2][0]):
-    for key in ("discriminator/loss", "generator/loss"):
-      assert np.isfinite(a[key])
-      np.testing.assert_allclose(a[key], b[key], rtol=1e-5, err_msg=key)
-  state = runs[2][1]
+def test_smoke_gan_trains_both_players_on_two_devices_and_draws_samples(gan, fmnist, tmp_path):
+  # 1 and N devices agreeing is test_device_equivalence's; this is the shipped smoke config.
+  config = load_config("fmnist_gan", "smoke")  # k1 = k2 = 1
+  config.devices = 2
+  history, state = run_steps(config, fmnist, 2, initial=gan[1])
+  for key in ("discriminator/loss", "generator/loss"):
+    assert all(np.isfinite(h[key]) for h in history), key
   exp = loop.build_experiment(config, fmnist)
   assert save_objective_plots(exp.objective, variables_of(state), tmp_path,
                               fmnist.test_images[:8]) == ["gan_samples.png"]

@@ -141,26 +141,22 @@ def test_denoising_autoencoder_corrupts_what_the_autoencoder_leaves_alone(fmnist
   assert (noisy[noisy != np.asarray(x)] == 0).all() and (noisy != np.asarray(x)).any()
 
 
-# --- every objective: one device = two devices ---------------------------------------------------
+# --- every objective's smoke config trains sharded and draws its plot --------------------------------
+# (That 1 and N devices give the same losses, gradients and statistics is test_device_equivalence's.)
 @pytest.mark.parametrize("name,plot", [
     ("fmnist_autoencoder", None),
     ("fmnist_denoising_autoencoder", "reconstructions.png"),
     ("fmnist_align_uniform", None),
     ("fmnist_supervised", None),
 ])
-def test_smoke_run_same_loss_on_one_and_two_devices(name, plot, fmnist, tmp_path):
+def test_smoke_config_trains_on_two_devices_and_draws_its_plot(name, plot, fmnist, tmp_path):
   config = load_config(name, "smoke")
-  config.devices = 1
-  initial = initial_host_state(config, fmnist)
-  runs = {}
-  for devices in (1, 2):
-    config.devices = devices
-    runs[devices] = run_steps(config, fmnist, 2, initial)
-  for a, b in zip(runs[1][0], runs[2][0]):
-    assert np.isfinite(a["main/loss"])
-    np.testing.assert_allclose(a["main/loss"], b["main/loss"], rtol=1e-5)
+  config.devices = 2
+  history, state = run_steps(config, fmnist, 2, initial_host_state(config, fmnist))
+  losses = [h["main/loss"] for h in history]
+  assert len(losses) == 2 and np.isfinite(losses).all()
   if plot:
     exp = loop.build_experiment(config, fmnist)
-    assert save_objective_plots(exp.objective, variables_of(runs[2][1]), tmp_path,
+    assert save_objective_plots(exp.objective, variables_of(state), tmp_path,
                                 fmnist.test_images[:8]) == [plot]
     assert (tmp_path / plot).stat().st_size > 1000
