@@ -23,7 +23,7 @@ from scipy import stats
 
 from conftest import ROOT
 from ssljax.benchmark import aggregate, directions, run_suite, runner
-from ssljax.benchmark.results_page import page_markdown, write_results
+from ssljax.benchmark.results_page import curve_lines, page_markdown, write_results
 from ssljax.benchmark.suite import check_commands, load_suite, parse_check, parse_seeds, plan
 from ssljax.benchmark.suite import Row, RunSpec, select_rows
 from ssljax.errors import UserError
@@ -312,6 +312,17 @@ def test_the_curve_picks_the_best_row_of_each_family_and_plots_finished_points(t
   kept = write_results(tiny.loaded, fresh_root, tiny.base / "with_curve")
   assert kept["curve"]["rows"] == document["curve"]["rows"]
   assert [(r["row"], r["epochs"]) for r in kept["curve"]["runs"]] == [("a", 3.0)]
+
+
+def test_the_curve_says_why_a_point_has_no_bar():
+  point = lambda epochs, ci: {"epochs": epochs, "top1": 0.8, "ci95": ci, "dir": "x"}
+  curve = {"epochs": [1.0, 3.0], "seed": 0, "random_init": 0.7,
+           "rows": {"a": [point(1.0, 0.002), point(3.0, 0.003)]}}
+  assert "a point without one" not in " ".join(curve_lines(curve, None))
+  curve["rows"]["a"][0]["ci95"] = None  # a record from before the probe-seed CI was kept
+  text = " ".join(curve_lines(curve, None))
+  assert "a point without one is a run recorded before that CI was kept" in text
+  assert "| `a` | 0.8000 | 0.8000 |" in text
 
 
 def test_check_on_a_fresh_clone_compares_with_the_committed_record(tiny, tmp_path, capsys):

@@ -81,7 +81,10 @@ def curve_lines(curve: dict | None, image: str | None) -> list[str]:
            f"Linear probe top-1 on pooled features against the pretraining budget, seed "
            f"{curve['seed']} (InfoNCE and the best row of each family, unless the suite names the "
            "rows); every point is a run of its own at that budget (its schedule annealed over "
-           "it); the plot's bars are the CI over the probe's seeds. "
+           "it); the plot's bars are the CI over the probe's seeds"
+           + ("; a point without one is a run recorded before that CI was kept. "
+              if any(p["ci95"] is None for points in curve["rows"].values() for p in points)
+              else ". ")
            + (f"The untrained encoder: {curve['random_init']:.4f}." if curve["random_init"] else ""),
            "", "| row | " + " | ".join(f"{e:g} ep" for e in curve["epochs"]) + " |",
            "|---|" + "---|" * len(curve["epochs"])]
