@@ -21,10 +21,10 @@ every device count, then one step compilation per count. By default every object
 devices (2 images each, the case furthest from 1 device), and on 4 as well the objectives
 whose whole loss is a statistic of the global batch (``EVERY_COUNT``: InfoNCE's negatives, and the
 variances, covariances, cross-correlations and characteristic functions of VICReg, Barlow Twins and
-LeJEPA, where peers' multi-GPU code has been off by the world size); ``SSLJAX_SLOW=1`` runs 2 and
-4 for every objective (a loss off by the world size is off on 4 devices as on 2). The parts every objective shares (random-crop
-views, the online probe) are tested through InfoNCE only; the others test their own networks,
-losses and players, with flips for views and no probe.
+LeJEPA, where peers' multi-GPU code has been off by the world size: such a loss is off on 4
+devices as on 2); ``SSLJAX_SLOW=1`` runs 2 and 4 for every objective. The parts every objective
+shares (random-crop views, the online probe) are tested through InfoNCE only; the others test
+their own networks, losses and players, with flips for views and no probe.
 """
 import os
 

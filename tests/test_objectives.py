@@ -141,8 +141,8 @@ def test_denoising_autoencoder_corrupts_what_the_autoencoder_leaves_alone(fmnist
   assert (noisy[noisy != np.asarray(x)] == 0).all() and (noisy != np.asarray(x)).any()
 
 
-# --- every objective's smoke config trains sharded and draws its plot --------------------------------
-# (That 1 and N devices give the same losses, gradients and statistics is test_device_equivalence's.)
+# --- every objective's smoke config trains sharded and draws its plot ---------------------------
+# (That 1 and N devices give the same losses, gradients and statistics: test_device_equivalence.)
 @pytest.mark.parametrize("name,plot", [
     ("fmnist_autoencoder", None),
     ("fmnist_denoising_autoencoder", "reconstructions.png"),
