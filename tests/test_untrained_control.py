@@ -132,6 +132,8 @@ def test_a_failed_evaluation_prints_one_line_and_nothing_else(map_run, tmp_path)
   lines = result.stderr.strip().splitlines()
   assert len(lines) == 1, result.stderr[-3000:]
   assert lines[0].startswith("error: the checkpoint at step 8 in ") and "restore" in lines[0]
+  # From the metadata, before any read: the head reads 64 channels in the run, 128 here.
+  assert "is stored with shape (64, 10); this config builds (128, 10)" in lines[0]
 
 
 def test_an_empty_probe_grid_is_refused_before_training(tmp_path):

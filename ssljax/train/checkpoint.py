@@ -32,8 +32,9 @@ class Checkpoints:
     self.directory = pathlib.Path(directory).absolute()
     # Keep the newest ``keep`` steps. A preservation policy, not ``max_to_keep``: that option is
     # deprecated in orbax-checkpoint 0.12 (the policy is what it is translated into anyway).
+    # The handler named up front: a manager that has not saved yet cannot read metadata without it.
     self.manager = ocp.CheckpointManager(
-        self.directory,
+        self.directory, item_handlers=ocp.StandardCheckpointHandler(),
         options=ocp.CheckpointManagerOptions(
             preservation_policy=ocp.checkpoint_managers.LatestN(n=keep), create=True,
             cleanup_tmp_directories=True))
@@ -51,7 +52,26 @@ class Checkpoints:
     """Restores ``step`` (default: latest) with the shapes, dtypes and shardings of ``template``."""
     step = self.latest_step() if step is None else step
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+    self._check_shapes(abstract, step)
     return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+  def _check_shapes(self, abstract: TrainState, step: int) -> None:
+    """A ValueError naming the first array that is missing from checkpoint ``step`` or stored with
+    another shape, raised from its metadata before any array is read. Left to Orbax, the mismatch
+    surfaces mid-restore, and the reads still in flight print "Event loop is closed" tracebacks
+    from TensorStore's threads, around the one-line error a user should see."""
+    metadata = self.manager.item_metadata(step)
+    if metadata is None:  # its _METADATA file is gone: as damaged as a bad array file
+      raise ValueError(f"checkpoint {step} has no array metadata")
+    stored = {_path_name(path): getattr(leaf, "shape", None)
+              for path, leaf in jax.tree_util.tree_flatten_with_path(metadata.tree)[0]}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(abstract)[0]:
+      name = _path_name(path)
+      if name not in stored:
+        raise ValueError(f"{name} is not in the checkpoint")
+      if stored[name] is not None and tuple(stored[name]) != tuple(leaf.shape):
+        raise ValueError(f"{name} is stored with shape {tuple(stored[name])}; this config builds "
+                         f"{tuple(leaf.shape)}")
 
   def restore_latest(self, template: TrainState) -> tuple[TrainState, int]:
     """The newest checkpoint that restores, and its step; ``(template, 0)`` when there is none.
@@ -95,6 +115,13 @@ class Checkpoints:
   def close(self) -> None:
     self.manager.wait_until_finished()
     self.manager.close()
+
+
+def _path_name(path) -> str:
+  """``params/head/kernel``: a key path the same for the state (attributes) and its metadata
+  (dictionary keys)."""
+  return "/".join(str(getattr(key, "name", getattr(key, "key", getattr(key, "idx", key))))
+                  for key in path)
 
 
 def _first_line(error: Exception) -> str:
