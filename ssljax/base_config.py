@@ -94,6 +94,9 @@ def base_config() -> ml_collections.ConfigDict:
   # surrogate classes of q views each. The papers use far more (25.6k images; 1k x 50); these
   # rank runs against each other, not against the papers' absolute values.
   c.rank = dict(rankme_images=2048, lidar_images=256, lidar_views=8)
+  # align/uniform and the flip/scale invariance (ssljax/evaluate/geometry.py): on the first N
+  # held-out images.
+  c.geometry = dict(images=2048)
   # Freeze vs fine-tune on another labelled dataset (ssljax/evaluate/transfer.py): one row per
   # number of frozen stages, plus from scratch. Images are resized to the pretraining input shape.
   c.transfer = dict(
@@ -129,6 +132,7 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.probe.train_subset = 2048
   c.knn.k = 20
   c.rank.update(rankme_images=128, lidar_images=16, lidar_views=4)
+  c.geometry.images = 256
   c.transfer.epochs = 2
   c.transfer.train_subset = 512
   c.wandb.mode = "disabled"

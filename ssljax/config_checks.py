@@ -27,7 +27,7 @@ DTYPES = ("auto", "float32", "bfloat16")  # auto: by backend (ssljax/accelerator
 # Keys that may change between a run and its resumption: logging, evaluation and placement. Anything
 # else (encoder, objective, data, batch size, seed, optimizer, schedule length, views...) changes
 # what the saved parameters and optimizer state mean, so resuming under it would be a different run.
-RESUMABLE_PREFIXES = ("wandb.", "probe.", "knn.", "transfer.", "rank.")
+RESUMABLE_PREFIXES = ("wandb.", "probe.", "knn.", "transfer.", "rank.", "geometry.")
 RESUMABLE_KEYS = {"log_every", "checkpoint_every", "keep_checkpoints", "devices", "cpu_devices",
                   "nonfinite"}
 
@@ -183,6 +183,7 @@ def check_config(config) -> None:
   p.number("rank.rankme_images", integer=True, low=2)
   p.number("rank.lidar_images", integer=True, low=2)  # a between-class spread needs two classes
   p.number("rank.lidar_views", integer=True, low=2)   # a within-class spread needs two views
+  p.number("geometry.images", integer=True, low=2)    # uniformity needs pairs of images
   p.choice("wandb.mode", WANDB_MODES)
   if config.get("nonfinite") is not None:
     p.choice("nonfinite", NONFINITE_POLICIES)

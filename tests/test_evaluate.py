@@ -14,7 +14,9 @@ import pytest
 from conftest import ROOT, load_config
 from ssljax import pretrain as pretrain_cli
 from ssljax import compare
+from ssljax.config_checks import check_config
 from ssljax.data.sources import Dataset, load_dataset
+from ssljax.errors import UserError
 from ssljax.evaluate.geometry import invariance, invariance_scores
 from ssljax.evaluate.transfer import AFTER_STAGES, adapt_images, run_transfer, stage_params
 from ssljax.models import build_encoder
@@ -37,6 +39,13 @@ def test_exactly_flip_invariant_encoder_scores_one_and_raw_pixels_do_not():
   raw = invariance(lambda v, x: {"encoder": x.reshape(len(x), -1)}, {}, _images(), VIEWS)
   assert abs(raw["flip"]["score"]) < 0.05
   assert raw["flip"]["random_cos"] == pytest.approx(raw["flip"]["pair_cos"], abs=0.02)
+
+
+def test_geometry_on_fewer_than_two_images_is_a_config_error():
+  config = load_config("fmnist_infonce", "smoke")
+  config.geometry.images = 1
+  with pytest.raises(UserError, match="geometry.images must be >= 2, got 1"):
+    check_config(config)
 
 
 def test_collapsed_encoder_has_no_invariance_score():
@@ -119,6 +128,9 @@ def test_run_report_has_every_section(smoke_run):
   assert {"align", "uniform"} <= set(report["projector"])
   assert set(report["invariance"]) >= {"flip", "scale"}
   assert {"pair_cos", "random_cos", "score"} <= set(report["invariance"]["flip"])
+  # The first geometry.images held-out images (the smoke config's 256) for both.
+  assert report["align_uniform_protocol"]["num_images"] == 256
+  assert report["invariance"]["protocol"]["num_images"] == 256
   assert report["transfer"]["dataset"] == "digits" and len(report["transfer"]["rows"]) == 4
   dims = report["rankme"]["protocol"]["dims"]
   assert 1 <= report["rankme"]["encoder"] <= dims["encoder"]

@@ -77,12 +77,10 @@ def same_views(key: jax.Array, x: jax.Array, count: int, invariances, view_confi
 
 
 def align_uniform(embed: Embed, variables: dict, images: np.ndarray, view_config: Mapping,
-                  invariances=("flip", "scale"), num: int = 2048, seed: int = 0,
-                  chunk: int = 512) -> dict:
+                  invariances=("flip", "scale"), seed: int = 0, chunk: int = 512) -> dict:
   """Per embedding: ``align`` = mean ‖f(v1) − f(v2)‖² over two random views of each image (lower =
   views closer); ``uniform`` = log mean exp(−2‖f(xi) − f(xj)‖²) over pairs of different images
   (lower = more uniform). All on L2-normalised embeddings."""
-  images = images[:num]
 
   def make(key, x):
     v1, v2 = same_views(key, x, 2, invariances, view_config)
@@ -120,13 +118,12 @@ def invariance_scores(pair_cos: float, random_cos: float) -> float:
 
 
 def invariance(embed: Embed, variables: dict, images: np.ndarray, view_config: Mapping,
-               transforms=("flip", "scale"), num: int = 2048, seed: int = 0,
-               chunk: int = 512, which: str = "encoder") -> dict:
+               transforms=("flip", "scale"), seed: int = 0, chunk: int = 512,
+               which: str = "encoder") -> dict:
   """For each transform T: ``pair`` = mean cos(f(x), f(T(x))), ``random`` = mean cos(f(x_i),
   f(T(x_j))) over a random derangement j ≠ i, and the normalised ``score`` (see
   ``invariance_scores``). ``flip`` always mirrors (probability 1), so the pair differs by exactly the
   transform; ``scale`` is the random-resized crop of ``view_config``."""
-  images = images[:num]
   config = {**dict(view_config), "flip_prob": 1.0}
   views.check_invariances(transforms)
   names = tuple(dict.fromkeys(transforms))  # the caller's order, for the report

@@ -126,12 +126,13 @@ def evaluate(exp, state) -> dict:
     seconds[section] = round(time.perf_counter() - t0 - sum(seconds.values()), 1)
 
   embed = embedding_fn(objective)
-  geometry = align_uniform(embed, variables, data.test_images, config.views)
+  held_out = data.test_images[:config.geometry.images]
+  geometry = align_uniform(embed, variables, held_out, config.views)
   results["align"], results["uniform"] = geometry["encoder"]["align"], geometry["encoder"]["uniform"]
   if "projector" in geometry:
     results["projector"] = geometry["projector"]
   results["align_uniform_protocol"] = geometry["protocol"]
-  results["invariance"] = invariance(embed, variables, data.test_images, config.views)
+  results["invariance"] = invariance(embed, variables, held_out, config.views)
   # LiDAR's surrogate classes are views under the run's own invariances (flip + scale for the
   # objectives that have none, as the geometry figures use).
   run_invariances = objective.args.get("invariances") or ("flip", "scale")
