@@ -261,7 +261,8 @@ def test_a_corrupt_latest_checkpoint_is_reported_and_the_previous_one_used(tmp_p
 def test_no_restorable_checkpoint_is_an_error_that_moves_nothing(tmp_path):
   _saved(tmp_path, [5])
   checkpoints = Checkpoints(tmp_path)
-  with pytest.raises(UserError, match=rf"no checkpoint in {tmp_path} can be restored \(step 5: "):
+  with pytest.raises(UserError, match=rf"no checkpoint in {tmp_path} can be restored \(step 5: "
+                                     r"ValueError: params/other is not in the checkpoint\)"):
     checkpoints.restore_latest(TrainState(step=jnp.zeros((), jnp.int32),
                                           params={"other": jnp.zeros((3,))}, batch_stats={},
                                           followers={}, objective_state={},
