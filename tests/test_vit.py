@@ -1,16 +1,13 @@
 """Vision Transformers: the reference parameter counts, the automatic patch size, stage names,
 other input sizes through interpolated position embeddings, the keep-index MAE relies on, the
-one-line errors, freeze-depth transfer's stage map, a few train steps of every objective module on
-a tiny ViT (every objective with SSLJAX_SLOW=1), and DINO's local crops rounded down to whole
-patches.
+one-line errors, freeze-depth transfer's stage map, a few train steps of every objective on a tiny
+ViT, and DINO's local crops rounded down to whole patches.
 
 Counts and shapes are traced with ``jax.eval_shape`` (ViT-B is never allocated); real forward
 passes use the tiny configuration ``TINY_VIT`` (2 blocks of width 32) with random weights drawn by
 numpy on the traced shapes, which skips compiling Flax's initialisers.
 """
 from __future__ import annotations
-
-import os
 
 import jax
 import jax.numpy as jnp
@@ -166,18 +163,7 @@ OBJECTIVE_CONFIGS = {"infonce": "fmnist_infonce", "align_uniform": "fmnist_align
                      "moco_v3": "fmnist_moco_v3", "dino": "fmnist_dino"}
 
 
-# Only DINO (local crops in whole patches) and MAE (patch tokens) have ViT-specific code. These
-# share their module's encoder call with one that runs by default (VICReg, BYOL); each costs a
-# train-step compile, so they run with SSLJAX_SLOW=1.
-SAME_MODULE_AS_A_DEFAULT = ("barlow_twins", "lejepa", "simsiam", "moco_v3")
-_slow = pytest.mark.skipif(not os.environ.get("SSLJAX_SLOW"),
-                           reason="its module runs by default through another objective; "
-                                  "SSLJAX_SLOW=1 runs it")
-
-
-@pytest.mark.parametrize("objective", [
-    pytest.param(name, marks=_slow) if name in SAME_MODULE_AS_A_DEFAULT else name
-    for name in sorted(OBJECTIVE_CONFIGS)])
+@pytest.mark.parametrize("objective", sorted(OBJECTIVE_CONFIGS))
 def test_two_steps_of_each_objective_on_a_tiny_vit(objective):
   config = load_config(OBJECTIVE_CONFIGS[objective], "smoke")
   config.encoder, config.devices, config.batch_size = "vit_tiny", 2, 8
