@@ -118,10 +118,9 @@ class Checkpoints:
 
 
 def _path_name(path) -> str:
-  """``params/head/kernel``: a key path the same for the state (attributes) and its metadata
-  (dictionary keys)."""
-  return "/".join(str(getattr(key, "name", getattr(key, "key", getattr(key, "idx", key))))
-                  for key in path)
+  """``params/head/kernel``: the same for the state (attribute keys) and its metadata (dictionary
+  keys)."""
+  return jax.tree_util.keystr(path, simple=True, separator="/")
 
 
 def _first_line(error: Exception) -> str:
